@@ -63,11 +63,11 @@ def test_cli_runs_end_to_end(tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["train_steps"] == 2
 
 
-def test_unknown_model_lists_the_choices(tmp_path):
+def test_unknown_model_suggests_the_closest_and_lists_the_choices(tmp_path):
     done = run_cli("model=tiny_t6", tmp_path=tmp_path)
-    assert done.returncode != 0
-    assert "Could not find 'model/tiny_t6'" in done.stderr
-    assert "tiny_t5" in done.stderr and "smollm2_135m" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: unknown model 'tiny_t6'. Did you mean 'tiny_t5'?")
+    assert "smollm2_135m" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_bad_prompt_length_is_one_clear_line(tmp_path):

@@ -53,7 +53,7 @@ def test_evaluation_batches_carry_what_grouped_metrics_need():
                    data_dir=str(FIXTURES / "superglue"))
     dm = TaskDataModule(task, backbone, eval_batch_size=64)
     dm.setup()
-    assert isinstance(dm.train_dataloader().sampler, ProportionalSampler)
+    assert isinstance(dm.train_dataloader().batch_sampler.sampler, ProportionalSampler)
     (batch,) = list(dm.test_dataloader())
     assert batch["task"] == ["multirc"] * 5 + ["record"] * 2
     assert batch["group"].tolist()[:5] == [0, 0, 0, 1, 1] and batch["group"].tolist()[5:] == [-1, -1]

@@ -14,6 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 from promptlearn import config
+from promptlearn.command_line import checked_command_line
 from promptlearn.app import (
     as_floats,
     build_backbone_and_task,
@@ -62,6 +63,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return results
 
 
+@checked_command_line("eval")
 @hydra.main(config_path=config.config_dir(), config_name="eval", version_base="1.3")
 @report_errors
 def main(cfg: DictConfig) -> None:

@@ -15,13 +15,15 @@ from typing import Any
 
 import hydra
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
 from promptlearn import config
-from promptlearn.app import build, report_errors, write_results
+from promptlearn.command_line import checked_command_line
+from promptlearn.app import build, build_trainer, check_writable, report_errors, write_results
+from promptlearn.checkpointing import BestAndLatestCheckpoints, resolve_ckpt_path
 from promptlearn.data.episodes import META_SPLITS, EpisodeDataModule, TaskSource
 from promptlearn.data.tasks import Task
 from promptlearn.errors import ConfigError
@@ -82,6 +84,7 @@ def meta_train(cfg: DictConfig) -> dict[str, Any]:
     """Meta-train, meta-test, and return everything results.json records."""
     started = time.time()
     output_dir = Path(cfg.output_dir)
+    check_writable(output_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     backbone = build(cfg.model)
     pools = build_pools(cfg.meta_pool)
@@ -91,23 +94,17 @@ def meta_train(cfg: DictConfig) -> dict[str, Any]:
     )
 
     validate = bool(pools["meta_val"]) and cfg.episodes.val_episodes > 0
-    checkpoints = ModelCheckpoint(
-        dirpath=output_dir / "checkpoints",
-        filename="best",
-        monitor="val/score" if validate else None,
-        mode="max",
-        save_last=True,
-        save_top_k=1,
-    )
-    trainer = build(
-        cfg.trainer,
-        logger=build(cfg.logger),
-        callbacks=[checkpoints, RichProgressBar()],
+    checkpoint_dir = output_dir / "checkpoints"
+    checkpoints = BestAndLatestCheckpoints(checkpoint_dir, "val/score" if validate else None, "max",
+                                           cfg.checkpoint.every_n_train_steps)
+    trainer = build_trainer(
+        cfg,
+        [*checkpoints.callbacks, RichProgressBar()],
         inference_mode=False,  # meta-validation and meta-test adapt prompts with gradients
         **({} if validate else {"limit_val_batches": 0}),
     )
-    trainer.fit(module, datamodule=datamodule)
-    best = checkpoints.best_model_path or None
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, checkpoint_dir))
+    best = checkpoints.best_path
     val_metrics = {
         key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("val/")
     }
@@ -130,8 +127,8 @@ def meta_train(cfg: DictConfig) -> dict[str, Any]:
         "train_steps": trainer.global_step,
         "val_metrics": val_metrics,  # the last meta-validation
         "best_val_score": None
-        if checkpoints.best_model_score is None
-        else float(checkpoints.best_model_score),
+        if checkpoints.best.best_model_score is None
+        else float(checkpoints.best.best_model_score),
         "meta_test": module.meta_test,
         "best_checkpoint": best,
     }
@@ -143,6 +140,7 @@ def meta_train(cfg: DictConfig) -> dict[str, Any]:
     return results
 
 
+@checked_command_line("meta")
 @hydra.main(config_path=config.config_dir(), config_name="meta", version_base="1.3")
 @report_errors
 def main(cfg: DictConfig) -> float:

@@ -13,23 +13,26 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
 from promptlearn import config
+from promptlearn.command_line import checked_command_line
 from promptlearn.app import (
     as_floats,
-    build,
     build_backbone_and_task,
     build_method,
+    build_trainer,
+    check_writable,
     count_parameters,
     evaluation_trainer,
     report_errors,
     write_results,
 )
-from promptlearn.errors import CheckpointError
+from promptlearn.checkpointing import BestAndLatestCheckpoints, resolve_ckpt_path
+from promptlearn.errors import ConfigError, NonFiniteLossError
 from promptlearn.inference.transfer import transfer_results
 from promptlearn.methods.base import FrozenBackboneModule
 from promptlearn.prompts.interpret import write_neighbours
@@ -38,13 +41,10 @@ from promptlearn.tracking import WandbTracking
 log = logging.getLogger("promptlearn")
 
 
-def resolve_ckpt_path(ckpt_path: str | None, checkpoint_dir: Path) -> str | None:
-    if ckpt_path is None:
-        return None
-    path = checkpoint_dir / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
-    if not path.is_file():
-        raise CheckpointError(f"cannot resume: {path} does not exist; pass hydra.run.dir=<the run to resume> with ckpt_path=last")
-    return str(path)
+def check_nonfinite_setting(value: str) -> str:
+    if value not in ("stop", "skip"):
+        raise ConfigError(f"on_nonfinite must be 'stop' or 'skip', got {value!r}")
+    return value
 
 
 def print_summary(results: dict[str, Any]) -> None:
@@ -63,8 +63,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the configured method and return everything results.json records."""
     started = time.time()
     output_dir = Path(cfg.output_dir)
+    check_writable(output_dir)
     backbone, task, datamodule = build_backbone_and_task(cfg)
     module = build_method(cfg, backbone, task)
+    module.on_nonfinite = check_nonfinite_setting(cfg.on_nonfinite)
     module.check_fits(datamodule.longest_sequence())
 
     results: dict[str, Any] = {
@@ -80,20 +82,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         results["baseline"] = as_floats(baseline)
 
     checkpoint_dir = output_dir / "checkpoints"
-    checkpoints = ModelCheckpoint(
-        dirpath=checkpoint_dir,
-        filename="best",
-        monitor=cfg.checkpoint.monitor,
-        mode=cfg.checkpoint.mode,
-        save_last=True,
-        save_top_k=1,
+    checkpoints = BestAndLatestCheckpoints(
+        checkpoint_dir, cfg.checkpoint.monitor, cfg.checkpoint.mode, cfg.checkpoint.every_n_train_steps
     )
     tracking = WandbTracking(cfg)
-    trainer = build(cfg.trainer, logger=build(cfg.logger), callbacks=[checkpoints, RichProgressBar(), tracking])
+    trainer = build_trainer(cfg, [*checkpoints.callbacks, RichProgressBar(), tracking])
     best = None
     if module.trainable_parameters():
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, checkpoint_dir))
-        best = checkpoints.best_model_path or None
+        ckpt_path = resolve_ckpt_path(cfg.ckpt_path, checkpoint_dir)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        except NonFiniteLossError as err:
+            raise NonFiniteLossError(f"{err}; {checkpoints.resume_hint(output_dir)}") from None
+        best = checkpoints.best_path
     else:
         log.info("method '%s' has nothing to train: evaluating only", module.method_name)
     metrics = trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
@@ -120,6 +121,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return results
 
 
+@checked_command_line("train")
 @hydra.main(config_path=config.config_dir(), config_name="train", version_base="1.3")
 @report_errors
 def main(cfg: DictConfig) -> float:

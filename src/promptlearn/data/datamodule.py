@@ -2,8 +2,9 @@
 
 Training batches are shuffled (a mixture's examples are drawn examples-proportionally with a cap,
 see :mod:`promptlearn.data.mixture`); with ``bucket_by_length`` every loader groups examples of
-similar length into a batch. Everything is deterministic given ``seed``. Truncation is the encoder's
-(see :mod:`promptlearn.data.encoding`).
+similar length into a batch. Everything is deterministic given ``seed`` and the epoch, and a run
+resumed from a mid-epoch checkpoint continues with exactly the batches it had not yet trained on.
+Truncation is the encoder's (see :mod:`promptlearn.data.encoding`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from collections import Counter
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, RandomSampler, Sampler, SequentialSampler
+from torch.utils.data import DataLoader, Sampler, SequentialSampler
 
 from promptlearn.backbones import Backbone
-from promptlearn.data.batching import LengthBucketBatchSampler
+from promptlearn.data.batching import EpochShuffleSampler, LengthBucketBatchSampler, ResumableBatchSampler
 from promptlearn.data.encoding import Collator, EncodedExample, TextToTextEncoder
 from promptlearn.data.mixture import Mixture, ProportionalSampler
 from promptlearn.data.tasks import Example, Task
@@ -104,7 +105,14 @@ class TaskDataModule(L.LightningDataModule):
             return SequentialSampler(rows)
         if isinstance(self.task, Mixture):
             return ProportionalSampler([e.task for e in rows], self.task.cap, seed=self.seed)
-        return RandomSampler(rows, generator=torch.Generator().manual_seed(self.seed))
+        return EpochShuffleSampler(len(rows), seed=self.seed)
+
+    def _batches_already_trained(self) -> int:
+        """On resuming mid-epoch: how many of this epoch's batches the checkpointed run had trained on."""
+        trainer = self.trainer
+        if trainer is None or not trainer.fit_loop.restarting:
+            return 0
+        return trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         if split not in self.encoded:
@@ -112,14 +120,18 @@ class TaskDataModule(L.LightningDataModule):
         collate = Collator(self.is_encoder_decoder, self.pad_id, self.task.eval_mode, train=train)
         batch_size = self.batch_size if train else self.eval_batch_size
         sampler = self._sampler(split, train)
+        skip = self._batches_already_trained() if train else 0
         if self.bucket_by_length:
             lengths = [e.length for e in self.encoded[split]]
             pool = 50 if train else None  # evaluation sorts the whole split: order does not matter there
-            batches = LengthBucketBatchSampler(sampler, batch_size, False, lengths, pool, shuffle=train, seed=self.seed)
-            return DataLoader(self.encoded[split], batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers)
-        return DataLoader(
-            self.encoded[split], batch_size=batch_size, sampler=sampler, collate_fn=collate, num_workers=self.num_workers
-        )
+            batches: ResumableBatchSampler = LengthBucketBatchSampler(
+                sampler, batch_size, False, lengths, pool, shuffle=train, seed=self.seed, skip_batches=skip
+            )
+        else:
+            batches = ResumableBatchSampler(sampler, batch_size, False, skip_batches=skip)
+        # Its own generator: creating the loader's iterator must not draw from the global RNG.
+        return DataLoader(self.encoded[split], batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers,
+                          generator=torch.Generator().manual_seed(self.seed))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

@@ -50,6 +50,10 @@ class FrozenBackboneModule(L.LightningModule):
 
     method_name = "no_prompt"
     num_virtual_tokens = 0
+    on_nonfinite = "stop"  # or "skip": what a NaN or infinite training loss does (set from config)
+    max_consecutive_skips = 10
+    consecutive_skips = 0
+    skipped_steps = 0
 
     def __init__(
         self,
@@ -165,15 +169,36 @@ class FrozenBackboneModule(L.LightningModule):
         return tokenizer.batch_decode(output, skip_special_tokens=True)
 
     # ----------------------------------------------------------------- loops
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         total, count = self.target_log_likelihood(batch["input_ids"], batch["attention_mask"], batch["labels"])
         loss = -total.sum() / count.sum()
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"training loss is {loss.item()} at step {self.global_step}; lower optimizer.lr or check the data"
-            )
+        if not self.loss_is_usable(loss):
+            return None  # Lightning skips the backward pass and the optimizer step
         self.log("train/loss", loss, prog_bar=True, batch_size=len(total))
         return loss
+
+    def loss_is_usable(self, loss: torch.Tensor) -> bool:
+        """Whether to train on ``loss``; a NaN or infinite one stops the run, or is skipped (``on_nonfinite``).
+
+        Skipping needs the step to be skipped on every rank alike, so under DDP any rank's bad loss
+        counts for all.
+        """
+        finite = bool(self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True)) \
+            if self._trainer is not None else bool(torch.isfinite(loss))
+        if finite:
+            self.consecutive_skips = 0
+            return True
+        where = f"training loss is {loss.item()} at step {self.global_step}"
+        if self.on_nonfinite == "stop":
+            raise NonFiniteLossError(f"{where}; lower optimizer.lr or check the data, or set on_nonfinite=skip")
+        self.consecutive_skips += 1
+        self.skipped_steps += 1
+        if self.consecutive_skips > self.max_consecutive_skips:
+            raise NonFiniteLossError(
+                f"{where}, the {self.consecutive_skips}th non-finite loss in a row; lower optimizer.lr or check the data"
+            )
+        self.log("train/skipped_steps", float(self.skipped_steps))
+        return False
 
     def _evaluation_step(self, batch: dict[str, Any], stage: str) -> None:
         if self.task.eval_mode == "rank":

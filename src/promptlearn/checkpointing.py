@@ -1,0 +1,116 @@
+"""Checkpoints a killed run can always resume from, exactly.
+
+- :class:`AtomicCheckpointIO` writes every Lightning checkpoint to a temporary file in the same
+  folder, fsyncs it, then renames it over the old one: a kill during a save leaves the previous
+  checkpoint intact, never a torn file.
+- :class:`RNGStateCheckpoint` stores the global random states (torch, CUDA, numpy, Python) in each
+  checkpoint and restores them when training resumes, so dropout draws continue where they stopped.
+  Data order needs no saving: it depends on seed and epoch only (:mod:`promptlearn.data.batching`).
+"""
+
+from __future__ import annotations
+
+import random
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from promptlearn.atomic import atomic_torch_save
+from promptlearn.errors import CheckpointError
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint IO for local paths, made crash-safe: temporary file, fsync, rename."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
+        atomic_torch_save(checkpoint, path)
+
+
+def rng_states() -> dict[str, Any]:
+    """The global random states, in types a ``weights_only`` checkpoint load accepts."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"]:
+        torch.cuda.set_rng_state_all(states["cuda"])
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+class RNGStateCheckpoint(Callback):
+    """Saves the global RNG states with each checkpoint; restores them when resumed training starts."""
+
+    def __init__(self) -> None:
+        self._to_restore: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": rng_states()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._to_restore = state_dict.get("rng")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Restored here, not on load: nothing random may run between this point and the next batch.
+        if self._to_restore is not None:
+            set_rng_states(self._to_restore)
+            self._to_restore = None
+
+
+class BestAndLatestCheckpoints:
+    """``best.ckpt`` by the monitored metric and ``last.ckpt`` at every validation (and every N steps if asked),
+    with the RNG states that make resuming from either exact.
+
+    Lightning's own ``save_last`` writes only when the best improves, so the latest state has a callback of its own.
+    """
+
+    def __init__(self, directory: Path, monitor: str | None, mode: str = "max", every_n_train_steps: int | None = None) -> None:
+        self.directory = Path(directory)
+        self.best = ModelCheckpoint(
+            dirpath=directory, filename="best", monitor=monitor, mode=mode, save_top_k=1, enable_version_counter=False
+        )
+        self.latest = ModelCheckpoint(
+            dirpath=directory, filename="last", save_top_k=1, enable_version_counter=False,
+            every_n_train_steps=every_n_train_steps,
+        )
+        self.callbacks: list[Callback] = [self.best, self.latest, RNGStateCheckpoint()]
+
+    @property
+    def best_path(self) -> str | None:
+        return self.best.best_model_path or None
+
+    def resume_hint(self, run_dir: Path) -> str:
+        last = self.directory / "last.ckpt"
+        if not last.is_file():
+            return "no checkpoint was saved before it"
+        return f"last good checkpoint: {last} (resume with ckpt_path=last hydra.run.dir={run_dir})"
+
+
+def resolve_ckpt_path(ckpt_path: str | None, checkpoint_dir: Path) -> str | None:
+    """The checkpoint to resume from: ``"last"`` means this run's ``last.ckpt``. It must exist and be whole."""
+    if ckpt_path is None:
+        return None
+    path = checkpoint_dir / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    if not path.is_file():
+        raise CheckpointError(f"cannot resume: {path} does not exist; pass hydra.run.dir=<the run to resume> with ckpt_path=last")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a torn or foreign file is not one
+        raise CheckpointError(f"cannot resume: {path} is truncated or not a checkpoint; resume from another one, "
+                              "e.g. checkpoints/best.ckpt, or start afresh with ckpt_path=null")
+    return str(path)
