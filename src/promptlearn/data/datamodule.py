@@ -50,6 +50,7 @@ class TaskDataModule(L.LightningDataModule):
         max_field_tokens: int | None = None,
         max_source_length: int = 512,
         max_target_length: int = 64,
+        sentinel_target: bool = False,
         max_train_examples: int | None = None,
         max_val_examples: int | None = None,
         max_test_examples: int | None = None,
@@ -71,6 +72,7 @@ class TaskDataModule(L.LightningDataModule):
             max_field_tokens=max_field_tokens,
             max_source_length=max_source_length,
             max_target_length=max_target_length,
+            sentinel_target=sentinel_target,
         )
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size

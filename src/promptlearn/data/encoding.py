@@ -21,6 +21,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from promptlearn.data.tasks import Example, Task
+from promptlearn.errors import ConfigError
 
 IGNORE_INDEX = -100
 
@@ -67,7 +68,11 @@ class TextToTextEncoder:
     max_field_tokens: int | None = None
     max_source_length: int = 512
     max_target_length: int = 64
+    sentinel_target: bool = False
     counts: TruncationCounts = field(default_factory=TruncationCounts)
+
+    def __post_init__(self) -> None:
+        self.sentinel_id = t5_sentinel_id(self.tokenizer, self.is_encoder_decoder) if self.sentinel_target else None
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -97,6 +102,8 @@ class TextToTextEncoder:
             ids = self.tokenizer(text)["input_ids"]
         else:
             ids = self._ids(text) + ([self.tokenizer.eos_token_id] if append_eos else [])
+        if self.sentinel_id is not None:  # span-corruption output format: "<extra_id_0> positive</s>"
+            ids = [self.sentinel_id, *ids]
         if len(ids) > self.max_target_length:
             self.counts.targets += 1
             ids = ids[: self.max_target_length]
@@ -117,6 +124,18 @@ class TextToTextEncoder:
             group=example.group,
             task=example.task,
         )
+
+
+def t5_sentinel_id(tokenizer: PreTrainedTokenizerBase, is_encoder_decoder: bool) -> int:
+    """The id of T5's first sentinel, ``<extra_id_0>``, which opens every span-corruption target."""
+    sentinel = "<extra_id_0>"
+    token_id = tokenizer.convert_tokens_to_ids(sentinel) if is_encoder_decoder else None
+    if token_id is None or token_id == tokenizer.unk_token_id:
+        raise ConfigError(
+            f"data.sentinel_target=true needs a T5-style seq2seq backbone whose tokenizer has {sentinel}; "
+            "this one has none: set data.sentinel_target=false or pick a T5 model"
+        )
+    return token_id
 
 
 def pad(rows: Sequence[Sequence[int]], value: int, left: bool = False) -> torch.Tensor:
