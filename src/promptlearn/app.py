@@ -53,7 +53,7 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
         key = named.group(1) if named else str(node.get("_target_", "component"))
         complaint = " ".join(str(cause).split()) or type(cause).__name__
         raise ConfigError(f"could not build {key} from the config: {type(cause).__name__}: {complaint}; "
-                          f"check the {key}.* settings (promptlearn-train --cfg job shows them)") from None
+                          f"check the {key}.* settings (--cfg job prints the composed config)") from None
 
 
 def report_errors(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:

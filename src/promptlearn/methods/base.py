@@ -180,11 +180,12 @@ class FrozenBackboneModule(L.LightningModule):
     def loss_is_usable(self, loss: torch.Tensor) -> bool:
         """Whether to train on ``loss``; a NaN or infinite one stops the run, or is skipped (``on_nonfinite``).
 
-        Skipping needs the step to be skipped on every rank alike, so under DDP any rank's bad loss
-        counts for all.
+        Skipping needs the step to be skipped on every rank alike, so with ``skip`` under DDP any
+        rank's bad loss counts for all (one small all-reduce a step; ``stop`` needs none).
         """
-        finite = bool(self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True)) \
-            if self._trainer is not None else bool(torch.isfinite(loss))
+        finite = bool(torch.isfinite(loss))
+        if self.on_nonfinite == "skip" and self._trainer is not None:
+            finite = bool(self.trainer.strategy.reduce_boolean_decision(finite, all=True))
         if finite:
             self.consecutive_skips = 0
             return True
