@@ -83,6 +83,7 @@ class AutoPrompt(FrozenBackboneModule):
     """Only ``trigger_ids`` (``trigger_length`` token ids, and the label tokens if searched) change."""
 
     method_name = "autoprompt"
+    virtual_tokens_shared_by_rows = True
 
     def __init__(
         self,

@@ -21,13 +21,16 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import DynamicCache, EncoderDecoderCache
 
 from promptlearn.backbones import Backbone
 from promptlearn.data.encoding import IGNORE_INDEX
 from promptlearn.data.tasks import TaskInfo
 from promptlearn.errors import CheckpointError, ConfigError, NonFiniteLossError
+from promptlearn.methods.packing import PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, plan_packing
 from promptlearn.metrics import Predictions, build_metrics, match_choice
 from promptlearn.prompts.checkpoint import check_compatible, read_prompt, save_prompt
+from promptlearn.prompts.prefix_cache import prefix_cache
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
@@ -50,6 +53,9 @@ class FrozenBackboneModule(L.LightningModule):
 
     method_name = "no_prompt"
     num_virtual_tokens = 0
+    # True where every row's virtual tokens are one and the same tensor (not an ensemble's or a task
+    # mixture's per-row prompts): a causal LM then computes them once for all rows.
+    virtual_tokens_shared_by_rows = False
     on_nonfinite = "stop"  # or "skip": what a NaN or infinite training loss does (set from config)
     max_consecutive_skips = 10
     consecutive_skips = 0
@@ -63,6 +69,8 @@ class FrozenBackboneModule(L.LightningModule):
         length_normalize: bool = False,
         max_new_tokens: int = 32,
         backbone_dropout: bool = True,
+        pack_sequences: bool = True,
+        pack_width: int = 512,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -72,6 +80,10 @@ class FrozenBackboneModule(L.LightningModule):
         self.model.train(backbone_dropout)  # frozen is not eval: the paper keeps T5's dropout on while training
         self.length_normalize = length_normalize
         self.max_new_tokens = max_new_tokens
+        if pack_width < 1:
+            raise ConfigError(f"pack_width must be a positive number of tokens, got {pack_width}")
+        self.pack_sequences = pack_sequences
+        self.pack_width = pack_width
         self.metrics = nn.ModuleDict({stage: build_metrics(task) for stage in ("val", "test")})
         self.strict_loading = False  # checkpoints hold the trainable tensors only
         config = self.model.config
@@ -105,12 +117,85 @@ class FrozenBackboneModule(L.LightningModule):
             )
 
     # ----------------------------------------------------------------- scoring
+    def can_pack(self, inputs: dict[str, Any]) -> bool:
+        """Whether ``inputs`` may run padding-free (see :mod:`~promptlearn.methods.packing`).
+
+        Yes for inputs that are embeddings and a padding mask alone (a method passing a cache or
+        positions is left padded), on a model family and attention kernel known to take a custom mask.
+        """
+        config = self.model.config
+        return (
+            self.pack_sequences
+            and set(inputs) == {"inputs_embeds", "attention_mask"}
+            and config.model_type in PACKABLE_MODEL_TYPES
+            and config._attn_implementation in PACKABLE_ATTENTION
+            and (self.backbone.is_encoder_decoder or self._head_only_logits)
+        )
+
+    def shared_prefix_length(self, inputs: dict[str, Any]) -> int:
+        """How many leading positions of a causal LM's ``inputs`` are the same in every row: the virtual
+        tokens, where the method says every row has the same (:attr:`virtual_tokens_shared_by_rows`)."""
+        length, rows = self.num_virtual_tokens, inputs["inputs_embeds"].shape[0]
+        if self.backbone.is_encoder_decoder or not self.virtual_tokens_shared_by_rows or rows == 1:
+            return 0
+        return length if bool(inputs["attention_mask"][:, :length].all()) else 0
+
+    def _encoder_states(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """T5's encoder run padding-free when that pays: ``inputs`` for the full model, with ``encoder_outputs``.
+
+        The cross-attention keys and values, a sixth of the encoder's work again, are projected from
+        the packed states too, and reach the decoder as a filled cross-attention cache.
+        """
+        packing = plan_packing(inputs["attention_mask"], self.pack_width) if self.can_pack(inputs) else None
+        if packing is None:
+            return inputs
+        embeds = inputs["inputs_embeds"]
+        states = self.model.get_encoder()(
+            inputs_embeds=packing.pack(embeds), attention_mask=packing.attention_mask(embeds.dtype, causal=False)
+        ).last_hidden_state
+        heads = (packing.batch, packing.length, -1, self.model.config.d_kv)
+        cross = [
+            tuple(packing.unpack(project(states)).view(heads).transpose(1, 2) for project in (attention.k, attention.v))
+            for attention in (block.layer[1].EncDecAttention for block in self.model.get_decoder().block)
+        ]
+        return {
+            "encoder_outputs": (packing.unpack(states),),
+            "attention_mask": inputs["attention_mask"],
+            "past_key_values": EncoderDecoderCache(DynamicCache(), DynamicCache(cross)),
+        }
+
+    def _decoder_hidden_states(self, inputs: dict[str, Any]) -> torch.Tensor:
+        """A causal LM's last hidden states ``[batch, length, d]``: padding-free when that pays, with a
+        prefix shared by every row computed once."""
+        if not self.can_pack(inputs):
+            return self.model.base_model(**inputs).last_hidden_state
+        embeds, mask = inputs["inputs_embeds"], inputs["attention_mask"]
+        shared = self.shared_prefix_length(inputs)  # computing it once pays, packed or not
+        packing = plan_packing(mask[:, shared:], self.pack_width, min_saving=None if shared else 0.1)
+        if packing is None:
+            return self.model.base_model(**inputs).last_hidden_state
+        cache, prefix_states = None, embeds[:, :0]
+        if shared:
+            prefix = self.model.base_model(inputs_embeds=embeds[:1, :shared], use_cache=True)
+            layers = prefix.past_key_values.layers
+            keys_values = torch.stack([torch.stack([layer.keys[0], layer.values[0]]) for layer in layers])
+            cache = prefix_cache(keys_values, packing.rows)
+            prefix_states = prefix.last_hidden_state.expand(len(embeds), -1, -1)
+        packed = self.model.base_model(
+            inputs_embeds=packing.pack(embeds[:, shared:]),
+            attention_mask=packing.attention_mask(embeds.dtype, causal=True, prefix=shared),
+            position_ids=packing.position_ids + shared,
+            past_key_values=cache,
+            use_cache=False,
+        )
+        return torch.cat([prefix_states, packing.unpack(packed.last_hidden_state)], dim=1)
+
     def _lm_logits(self, inputs: dict[str, Any], selected: torch.Tensor) -> torch.Tensor:
         """Causal LM logits at the ``selected`` positions only; a [batch, seq, vocab] tensor is never built."""
-        if self._head_only_logits:
-            hidden = self.model.base_model(**inputs).last_hidden_state
-            return self.model.get_output_embeddings()(hidden[:, :-1][selected])
-        return self.model(**inputs).logits[:, :-1][selected]
+        if not self._head_only_logits:
+            return self.model(**inputs).logits[:, :-1][selected]
+        hidden = self._decoder_hidden_states(inputs)
+        return self.model.get_output_embeddings()(hidden[:, :-1][selected])
 
     def target_logits(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
@@ -123,7 +208,7 @@ class FrozenBackboneModule(L.LightningModule):
         if self.backbone.is_encoder_decoder:
             decoder_input_ids = self.model.prepare_decoder_input_ids_from_labels(labels=labels)
             selected = labels != IGNORE_INDEX
-            logits = self.model(**inputs, decoder_input_ids=decoder_input_ids).logits
+            logits = self.model(**self._encoder_states(inputs), decoder_input_ids=decoder_input_ids).logits
             logits, targets = logits[selected], labels[selected]
         else:
             labels = F.pad(labels, (inputs["inputs_embeds"].shape[1] - labels.shape[1], 0), value=IGNORE_INDEX)

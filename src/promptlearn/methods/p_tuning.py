@@ -78,6 +78,7 @@ class PTuning(FrozenBackboneModule):
     """
 
     method_name = "p_tuning"
+    virtual_tokens_shared_by_rows = True
 
     def __init__(
         self,

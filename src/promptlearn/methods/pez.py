@@ -35,6 +35,7 @@ class PEZ(FrozenBackboneModule):
     """Only the continuous ``prompt`` trains; the backbone sees its projection onto the vocabulary."""
 
     method_name = "pez"
+    virtual_tokens_shared_by_rows = True
 
     def __init__(
         self,

@@ -20,9 +20,12 @@ from promptlearn.prompts.init import initial_prompt
 def prepend_prompt(
     prompt: torch.Tensor, embeds: torch.Tensor, attention_mask: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[prompt; embeds]`` for every row, and the mask with the prompt positions attended."""
+    """``[prompt; embeds]`` for every row, and the mask with the prompt positions attended.
+
+    ``prompt`` is one ``[length, hidden]`` prompt for all rows, or ``[rows, length, hidden]``, one per row.
+    """
     batch = embeds.shape[0]
-    prompt = prompt.to(embeds.dtype).unsqueeze(0).expand(batch, -1, -1)
+    prompt = prompt.to(embeds.dtype).expand(batch, -1, -1)
     prompt_mask = attention_mask.new_ones(batch, prompt.shape[1])
     return torch.cat([prompt, embeds], dim=1), torch.cat([prompt_mask, attention_mask], dim=1)
 
@@ -62,7 +65,11 @@ class PromptTuning(FrozenBackboneModule):
 
     @property
     def num_virtual_tokens(self) -> int:
-        return self.prompt.shape[0]
+        return self.prompt.shape[-2]
+
+    @property
+    def virtual_tokens_shared_by_rows(self) -> bool:
+        return self.prompt.dim() == 2
 
     def embed_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         embeds, mask = super().embed_inputs(input_ids, attention_mask)
