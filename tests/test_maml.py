@@ -20,6 +20,7 @@ from promptlearn.data.episodes import EpisodeDataModule, TaskSource
 from promptlearn.errors import ConfigError
 from promptlearn.meta.maml import EPISODES as EPISODE_INFO
 from promptlearn.meta.maml import META_INIT, MetaPromptTuning, msl_weights
+from promptlearn.meta.task_batching import stack_task_batches
 from promptlearn.meta.toy import keyword_family
 
 BUILDERS = {"tiny_t5": build_tiny_t5, "tiny_llama": build_tiny_llama}
@@ -177,6 +178,51 @@ def test_first_order_meta_gradient_is_the_query_gradient_at_the_adapted_prompt(m
         adapted,
     )[0]
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * expected.abs().max())
+
+
+def with_extra_padding(batch: dict, columns: int, pad_id: int) -> dict:
+    """The same rows with ``columns`` more padding on the right of every token tensor."""
+    values = {"input_ids": pad_id, "attention_mask": 0, "labels": -100}
+    widened = dict(batch)
+    for key, tensor in batch.items():
+        kind = next((k for k in values if key.endswith(k)), None)
+        if kind and isinstance(tensor, torch.Tensor) and tensor.dim() == 2:
+            widened[key] = F.pad(tensor, (0, columns), value=values[kind])
+    return widened
+
+
+@pytest.mark.parametrize("model", ["tiny_t5", "tiny_llama"])
+@pytest.mark.parametrize("first_order", [False, True])
+def test_tasks_batched_in_one_pass_give_each_task_its_own_meta_loss_and_gradient(model, first_order):
+    backbone = BUILDERS[model]()
+    module = meta_module(backbone, first_order=first_order, learn_inner_lr=True, per_step_loss_weights=True)
+    with torch.no_grad():
+        module.inner_lr.uniform_(0.005, 0.02)
+    datamodule = episode_data(backbone)
+    sampler = datamodule.samplers["meta_train"]
+    episodes = [datamodule.collate(sampler.episode(i)) for i in range(3)]
+    pad_id = backbone.tokenizer.pad_token_id
+    for part in ("support", "query"):  # one task padded wider, as a task of longer texts would be
+        episodes[1][part] = with_extra_padding(episodes[1][part], 5, pad_id)
+    weights = msl_weights(2, 1, 4)
+    params = [module.prompt, module.inner_lr]
+
+    losses, accuracies = module.batched_meta_loss(episodes, weights)
+    batched_grads = torch.autograd.grad(losses.mean(), params)
+    one_by_one = [module.meta_loss(e, weights) for e in episodes]
+    expected = torch.stack([loss for loss, _ in one_by_one])
+    expected_grads = torch.autograd.grad(expected.mean(), params)
+
+    torch.testing.assert_close(losses, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(accuracies, torch.stack([a for _, a in one_by_one]))
+    for got, want in zip(batched_grads, expected_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max())
+    assert losses.std() > 1e-4  # the tasks' losses differ, so a mix-up between tasks would show
+    # Each row is scored under its own task's prompt, even where the prompts differ a lot.
+    prompts = torch.randn(3, *module.prompt.shape)
+    support = stack_task_batches([e["support"] for e in episodes], pad_id)
+    alone = torch.stack([module.loss(p, e["support"]) for p, e in zip(prompts, episodes)])
+    torch.testing.assert_close(module.task_losses(prompts, support), alone, rtol=1e-5, atol=1e-6)
 
 
 def test_sdpa_runs_second_order_on_its_math_backend(caplog):

@@ -39,8 +39,9 @@ from promptlearn.backbones import Backbone
 from promptlearn.data.tasks import TaskInfo
 from promptlearn.errors import CheckpointError, ConfigError, NonFiniteLossError, unknown_name
 from promptlearn.meta.summary import summarize
+from promptlearn.meta.task_batching import mean_by_task, stack_task_batches
 from promptlearn.methods.base import OptimizerFactory
-from promptlearn.methods.prompt_tuning import PromptTuning
+from promptlearn.methods.prompt_tuning import PromptTuning, prepend_prompt
 from promptlearn.prompts.checkpoint import check_compatible, save_prompt
 from promptlearn.prompts.init import INITS, initial_prompt
 
@@ -51,10 +52,31 @@ EPISODES = TaskInfo(name="episodes", metrics=("accuracy",), eval_mode="rank")
 
 
 class EpisodeScorer(PromptTuning):
-    """Prompt tuning whose forward scores every (example, choice) row of an episode batch."""
+    """Prompt tuning whose forward scores every (example, choice) row of an episode batch.
+
+    Given a prompt per task (``[tasks, length, hidden]``) and a batch of several tasks' rows (see
+    :func:`~promptlearn.meta.task_batching.stack_task_batches`), each row gets its task's prompt.
+    """
+
+    _prompt_rows: torch.Tensor | None = None
 
     def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.choice_scores(batch)
+        if self.prompt.dim() == 2:
+            return self.choice_scores(batch)
+        tasks = batch["task_of_row"]
+        # One-token choices are read from the example rows; otherwise every choice has a row.
+        one_token = "choice_token_ids" in batch
+        self._prompt_rows = tasks if one_token else tasks.repeat_interleave(batch["choice_counts"])
+        try:
+            return self.choice_scores(batch)
+        finally:
+            self._prompt_rows = None
+
+    def embed_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.prompt.dim() == 2:
+            return super().embed_inputs(input_ids, attention_mask)
+        embeds = self.model.get_input_embeddings()(input_ids)
+        return prepend_prompt(self.prompt[self._prompt_rows], embeds, attention_mask)
 
 
 def msl_weights(steps: int, meta_step: int, anneal_steps: int) -> torch.Tensor:
@@ -98,6 +120,7 @@ class MetaPromptTuning(L.LightningModule):
         eval_inits: Sequence[str] = ("random_uniform", "sampled_vocab", "class_label"),
         length_normalize: bool = False,
         backbone_dropout: bool = False,
+        batch_tasks: bool = True,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -147,6 +170,7 @@ class MetaPromptTuning(L.LightningModule):
         self.msl_anneal_steps = msl_anneal_steps
         self.length_normalize = length_normalize
         self.eval_inits = tuple(eval_inits)
+        self.batch_tasks = batch_tasks
         self.seed = seed
         self.val_accuracy = MeanMetric()
         self.test_accuracy = nn.ModuleDict({name: CatMetric() for name in (META_INIT, *self.eval_inits)})
@@ -214,6 +238,47 @@ class MetaPromptTuning(L.LightningModule):
             path.append(prompt)
         return path
 
+    def task_losses(self, prompts: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """``[tasks]``: each task's loss under its own prompt (``prompts``: ``[tasks, length, hidden]``), in one pass."""
+        per_row = F.cross_entropy(self.logits(prompts, batch), batch["label"], reduction="none")
+        return mean_by_task(per_row, batch["task_of_row"], len(prompts))
+
+    def adapt_tasks(
+        self, prompts: torch.Tensor, support: dict[str, Any], steps: int, lr: torch.Tensor | float, second_order: bool
+    ) -> list[torch.Tensor]:
+        """:meth:`adapt` for every task at once: the gradient of the summed task losses with respect
+        to ``[tasks, length, hidden]`` prompts is each task's own gradient, in its own slot."""
+        def total(p: torch.Tensor) -> torch.Tensor:
+            return self.task_losses(p, support).sum()
+
+        path = []
+        for _ in range(steps):
+            prompts = prompts - lr * grad(total)(prompts if second_order else prompts.detach())
+            path.append(prompts)
+        return path
+
+    def batched_meta_loss(
+        self, episodes: Sequence[dict[str, Any]], weights: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """:meth:`meta_loss` of every episode, ``([tasks], [tasks])``, from one batch per inner step;
+        None where the episodes cannot share a batch."""
+        pad_id = self.backbone.tokenizer.pad_token_id
+        support = stack_task_batches([e["support"] for e in episodes], pad_id)
+        query = stack_task_batches([e["query"] for e in episodes], pad_id)
+        if support is None or query is None:
+            return None
+        lr = self.base_inner_lr if self.inner_lr is None else self.inner_lr
+        start = self.prompt.expand(len(episodes), -1, -1)
+        path = self.adapt_tasks(start, support, self.inner_steps, lr, second_order=not self.first_order)
+        logits = self.logits(path[-1], query)
+        per_row = F.cross_entropy(logits, query["label"], reduction="none")
+        losses = weights[-1] * mean_by_task(per_row, query["task_of_row"], len(episodes))
+        for prompts, weight in zip(path[:-1], weights[:-1].tolist(), strict=True):
+            if weight > 0:
+                losses = losses + weight * self.task_losses(prompts, query)
+        correct = (logits.argmax(-1) == query["label"]).float()
+        return losses, mean_by_task(correct, query["task_of_row"], len(episodes)).detach()
+
     def step_weights(self) -> torch.Tensor:
         """How much each inner step's query loss counts in the meta-loss."""
         if self.per_step_loss_weights:
@@ -240,26 +305,42 @@ class MetaPromptTuning(L.LightningModule):
         optimizer = self.optimizers()
         optimizer.zero_grad()
         weights = self.step_weights()
-        losses, accuracies = [], []
         with self._attention():
-            for i, episode in enumerate(batch):
-                loss, accuracy = self.meta_loss(episode, weights)
-                if not torch.isfinite(loss):
-                    raise NonFiniteLossError(
-                        f"meta-loss is {loss.item()} at step {self.global_step}; "
-                        "lower meta.inner_lr or optimizer.lr"
-                    )
-                # One all-reduce per meta-step: DDP syncs only the last backward, over the summed gradient.
-                last = i == len(batch) - 1
-                with contextlib.nullcontext() if last else self._block_gradient_sync():
-                    self.manual_backward(loss / len(batch))
-                losses.append(loss.detach())
-                accuracies.append(accuracy)
+            batched = self.batched_meta_loss(batch, weights) if self.batch_tasks and len(batch) > 1 else None
+            if batched is not None:
+                losses, accuracies = batched
+                self._check_finite(losses.sum())
+                self.manual_backward(losses.mean())
+                losses = losses.detach()
+            else:
+                losses, accuracies = self._per_task_meta_step(batch, weights)
         optimizer.step()
-        mean_loss = torch.stack(losses).mean()
+        mean_loss = losses.mean()
         self.log("train/loss", mean_loss, prog_bar=True, batch_size=len(batch))
-        self.log("train/accuracy", torch.stack(accuracies).mean(), batch_size=len(batch))
+        self.log("train/accuracy", accuracies.mean(), batch_size=len(batch))
         return mean_loss
+
+    def _per_task_meta_step(
+        self, batch: list[dict[str, Any]], weights: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Backward each task's meta-loss in turn: one task's graph in memory at a time."""
+        losses, accuracies = [], []
+        for i, episode in enumerate(batch):
+            loss, accuracy = self.meta_loss(episode, weights)
+            self._check_finite(loss)
+            # One all-reduce per meta-step: DDP syncs only the last backward, over the summed gradient.
+            last = i == len(batch) - 1
+            with contextlib.nullcontext() if last else self._block_gradient_sync():
+                self.manual_backward(loss / len(batch))
+            losses.append(loss.detach())
+            accuracies.append(accuracy)
+        return torch.stack(losses), torch.stack(accuracies)
+
+    def _check_finite(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"meta-loss is {loss.item()} at step {self.global_step}; lower meta.inner_lr or optimizer.lr"
+            )
 
     def _block_gradient_sync(self) -> contextlib.AbstractContextManager:
         strategy = self.trainer.strategy
