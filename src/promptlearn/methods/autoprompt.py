@@ -284,10 +284,12 @@ class AutoPrompt(FrozenBackboneModule):
         captured: list[torch.Tensor] = []
         head = self.model.get_output_embeddings()
         hook = head.register_forward_hook(lambda module, args, output: captured.append(args[0]))
+        packing, self.pack_sequences = self.pack_sequences, False  # the head's input, in the padded layout
         try:
             _, _, rows = self.target_logits(batch["input_ids"], batch["attention_mask"], batch["labels"])
         finally:
             hook.remove()
+            self.pack_sequences = packing
         hidden, labels = captured[-1], batch["labels"]
         if hidden.dim() == 3:  # the head ran on every position; pick the target ones as target_logits does
             if self.backbone.is_encoder_decoder:

@@ -21,13 +21,12 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import DynamicCache, EncoderDecoderCache
 
 from promptlearn.backbones import Backbone
 from promptlearn.data.encoding import IGNORE_INDEX
 from promptlearn.data.tasks import TaskInfo
 from promptlearn.errors import CheckpointError, ConfigError, NonFiniteLossError
-from promptlearn.methods.packing import PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, plan_packing
+from promptlearn.methods.packing import PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, layout, plan_packing
 from promptlearn.metrics import Predictions, build_metrics, match_choice
 from promptlearn.prompts.checkpoint import check_compatible, read_prompt, save_prompt
 from promptlearn.prompts.prefix_cache import prefix_cache
@@ -140,29 +139,31 @@ class FrozenBackboneModule(L.LightningModule):
             return 0
         return length if bool(inputs["attention_mask"][:, :length].all()) else 0
 
-    def _encoder_states(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        """T5's encoder run padding-free when that pays: ``inputs`` for the full model, with ``encoder_outputs``.
+    def _seq2seq_logits(self, inputs: dict[str, Any], labels: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
+        """T5's logits at the ``selected`` target positions; padding-free when that pays.
 
-        The cross-attention keys and values, a sixth of the encoder's work again, are projected from
-        the packed states too, and reach the decoder as a filled cross-attention cache.
+        Packed, each example's decoder tokens go into the same packed row as its encoder tokens, and
+        cross-attention is masked to its own sequence, so no padded tensor is ever rebuilt.
         """
+        decoder_input_ids = self.model.prepare_decoder_input_ids_from_labels(labels=labels)
         packing = plan_packing(inputs["attention_mask"], self.pack_width) if self.can_pack(inputs) else None
-        if packing is None:
-            return inputs
+        targets = selected.sum(1)
+        contiguous = torch.equal(selected, torch.arange(selected.shape[1], device=selected.device) < targets[:, None])
+        if packing is None or not contiguous:
+            return self.model(**inputs, decoder_input_ids=decoder_input_ids).logits[selected]
+        decoder = layout(packing.bins, targets.tolist(), selected.shape[1], selected.device)
         embeds = inputs["inputs_embeds"]
         states = self.model.get_encoder()(
             inputs_embeds=packing.pack(embeds), attention_mask=packing.attention_mask(embeds.dtype, causal=False)
         ).last_hidden_state
-        heads = (packing.batch, packing.length, -1, self.model.config.d_kv)
-        cross = [
-            tuple(packing.unpack(project(states)).view(heads).transpose(1, 2) for project in (attention.k, attention.v))
-            for attention in (block.layer[1].EncDecAttention for block in self.model.get_decoder().block)
-        ]
-        return {
-            "encoder_outputs": (packing.unpack(states),),
-            "attention_mask": inputs["attention_mask"],
-            "past_key_values": EncoderDecoderCache(DynamicCache(), DynamicCache(cross)),
-        }
+        logits = self.model(
+            encoder_outputs=(states,),
+            attention_mask=decoder.cross_attention_mask(packing, embeds.dtype),
+            decoder_input_ids=decoder.pack(decoder_input_ids[..., None])[..., 0],
+            decoder_attention_mask=decoder.attention_mask(embeds.dtype, causal=True),
+            use_cache=False,
+        ).logits
+        return logits.flatten(0, 1)[decoder.positions()[selected]]
 
     def _decoder_hidden_states(self, inputs: dict[str, Any]) -> torch.Tensor:
         """A causal LM's last hidden states ``[batch, length, d]``: padding-free when that pays, with a
@@ -206,10 +207,8 @@ class FrozenBackboneModule(L.LightningModule):
         """
         inputs = self.model_inputs(input_ids, attention_mask)
         if self.backbone.is_encoder_decoder:
-            decoder_input_ids = self.model.prepare_decoder_input_ids_from_labels(labels=labels)
             selected = labels != IGNORE_INDEX
-            logits = self.model(**self._encoder_states(inputs), decoder_input_ids=decoder_input_ids).logits
-            logits, targets = logits[selected], labels[selected]
+            logits, targets = self._seq2seq_logits(inputs, labels, selected), labels[selected]
         else:
             labels = F.pad(labels, (inputs["inputs_embeds"].shape[1] - labels.shape[1], 0), value=IGNORE_INDEX)
             selected = labels[:, 1:] != IGNORE_INDEX  # position t predicts token t + 1

@@ -43,6 +43,7 @@ class Packing:
     position_ids: torch.Tensor  # [rows, width] position of each token within its own sequence
     batch: int
     length: int
+    bins: tuple[tuple[int, ...], ...]  # the batch rows in each packed row, in order
 
     @property
     def rows(self) -> int:
@@ -76,8 +77,24 @@ class Packing:
             same = same & torch.ones(self.width, self.width, dtype=torch.bool, device=same.device).tril()
         same = same | torch.eye(self.width, dtype=torch.bool, device=same.device)
         same = torch.cat([same.new_ones(self.rows, self.width, prefix), same], dim=2)
-        mask = torch.zeros(same.shape, dtype=dtype, device=same.device).masked_fill(~same, torch.finfo(dtype).min)
-        return mask[:, None]
+        return additive(same, dtype)
+
+    def cross_attention_mask(self, keys: Packing, dtype: torch.dtype) -> torch.Tensor:
+        """``[rows, 1, width, keys.width]``: each sequence here attends to the same sequence in ``keys``
+        (packed into the same bins: T5's decoder over its encoder). Filler attends to everything."""
+        same = (self.segment[:, :, None] == keys.segment[:, None, :]) | (self.segment < 0)[:, :, None]
+        return additive(same, dtype)
+
+    def positions(self) -> torch.Tensor:
+        """``[batch, length]``: where each padded position is in the flattened packed layout (0 for padding)."""
+        flat = torch.zeros(self.batch * self.length, dtype=torch.long, device=self.source.device)
+        return flat.index_copy(0, self.source, self.target).view(self.batch, self.length)
+
+
+def additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A boolean ``[rows, queries, keys]`` mask as the ``[rows, 1, queries, keys]`` additive float mask attention takes."""
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+    return mask[:, None]
 
 
 def balanced_bins(lengths: list[int], rows: int) -> list[list[int]]:
@@ -133,6 +150,7 @@ def layout(bins: list[list[int]], sizes: list[int], length: int, device: torch.d
         position_ids=torch.stack(position_rows).to(device),
         batch=len(sizes),
         length=length,
+        bins=tuple(tuple(b) for b in bins),
     )
 
 
