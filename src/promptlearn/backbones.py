@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from torch import nn
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForSeq2SeqLM,
@@ -29,6 +30,7 @@ from transformers import (
     T5Config,
     T5ForConditionalGeneration,
 )
+from transformers.activations import GELUTanh, NewGELUActivation
 
 from promptlearn.errors import ConfigError, MissingPackageError
 
@@ -49,6 +51,9 @@ class Backbone:
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     prepend_bos: bool = False
+
+    def __post_init__(self) -> None:
+        fuse_activations(self.model)
 
     @property
     def is_encoder_decoder(self) -> bool:
@@ -78,6 +83,21 @@ class Backbone:
             "hidden_size": self.hidden_size,
             "vocab_size": self.vocab_size,
         }
+
+
+def fuse_activations(model: nn.Module) -> nn.Module:
+    """Swap Python-composed activations for PyTorch's fused kernels that compute the same formula.
+
+    T5.1.1's ``gelu_new`` is tanh-approximated GELU written as seven elementwise operations, each
+    keeping its input for the backward pass; ``F.gelu(approximate="tanh")`` is one (transformers'
+    ``gelu_pytorch_tanh``; outputs agree to float rounding). On CPU this is a fifth of a T5.1.1
+    training step.
+    """
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if type(child) is NewGELUActivation:
+                setattr(parent, name, GELUTanh())
+    return model
 
 
 def freeze(model: PreTrainedModel) -> PreTrainedModel:
