@@ -24,11 +24,11 @@ from torch.profiler import ProfilerActivity, profile
 from rich.table import Table
 from transformers import ByT5Tokenizer, T5Config, T5ForConditionalGeneration
 
-from promptlearn.backbones import Backbone, build_tiny_llama, build_tiny_t5, freeze, load_smollm2
+from promptlearn.backbones import Backbone, build_tiny_llama, build_tiny_t5, convert_smollm2, freeze, load_smollm2
 from promptlearn.data.datamodule import TaskDataModule
 from promptlearn.data.rotten_tomatoes import RottenTomatoes
 
-MODELS = ("smollm2", "t5_base", "tiny_llama", "tiny_t5")
+MODELS = ("smollm2", "t5_base", "t5_base_bytes", "tiny_llama", "tiny_t5")
 
 # Dense bf16 tensor-core peaks (FLOP/s), from the vendors' data sheets (SXM parts, no sparsity).
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
@@ -59,7 +59,7 @@ def add_common_args(parser: argparse.ArgumentParser, model: str = "smollm2", bat
 def settle_args(args: argparse.Namespace) -> argparse.Namespace:
     """Apply --quick, pick the dtype for the device, set threads."""
     if args.quick:
-        args.model = {"smollm2": "tiny_llama", "t5_base": "tiny_t5"}.get(args.model, args.model)
+        args.model = {"smollm2": "tiny_llama", "t5_base": "tiny_t5", "t5_base_bytes": "tiny_t5"}.get(args.model, args.model)
         args.batch_size, args.steps, args.warmup = min(args.batch_size, 4), 2, 1
         args.prompt_length = min(args.prompt_length, 5)
         args.max_source_length = min(args.max_source_length, 32)
@@ -67,31 +67,44 @@ def settle_args(args: argparse.Namespace) -> argparse.Namespace:
         args.dtype = "bfloat16" if args.device.startswith("cuda") else "float32"
     if args.threads:
         torch.set_num_threads(args.threads)
+    # Subnormal floats (random weights make some) slow CPU arithmetic tenfold at random; flush them.
+    torch.set_flush_denormal(True)
     global _clock
     _clock = time.process_time if args.clock == "cpu" and not args.device.startswith("cuda") else time.perf_counter
     torch.manual_seed(0)
     return args
 
 
-def t5_base_random(seed: int = 0) -> Backbone:
-    """A T5 with t5-v1_1-base dimensions and random weights; byte-level tokenizer (no files needed)."""
-    tokenizer = ByT5Tokenizer()
+def t5_base_random(tokenizer: str = "bpe", seed: int = 0) -> Backbone:
+    """A T5 with t5-v1_1-base dimensions and random weights.
+
+    ``bpe``: SmolLM2's subword tokenizer (49,152 tokens; T5's own sentencepiece vocabulary does not
+    ship offline), so examples have the lengths, and batches the padding, that a real T5 sees.
+    ``bytes``: the byte-level tokenizer, whose examples mostly fill the length limit (little padding).
+    """
+    if tokenizer == "bpe":
+        from transformers import AutoTokenizer
+
+        vocab = AutoTokenizer.from_pretrained(convert_smollm2())
+        if vocab.pad_token_id is None:
+            vocab.pad_token = vocab.eos_token
+    else:
+        vocab = ByT5Tokenizer()
     config = T5Config(
-        vocab_size=32128, d_model=768, d_kv=64, d_ff=2048, num_layers=12, num_decoder_layers=12, num_heads=12,
-        feed_forward_proj="gated-gelu", dropout_rate=0.0, tie_word_embeddings=False,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=tokenizer.pad_token_id,
+        vocab_size=len(vocab) if tokenizer == "bpe" else 32128, d_model=768, d_kv=64, d_ff=2048, num_layers=12,
+        num_decoder_layers=12, num_heads=12, feed_forward_proj="gated-gelu", dropout_rate=0.0, tie_word_embeddings=False,
+        pad_token_id=vocab.pad_token_id, eos_token_id=vocab.eos_token_id, decoder_start_token_id=vocab.pad_token_id,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = T5ForConditionalGeneration(config)
-    model.generation_config.decoder_start_token_id = tokenizer.pad_token_id
-    return Backbone("t5_base_random", freeze(model), tokenizer)
+    model.generation_config.decoder_start_token_id = vocab.pad_token_id
+    return Backbone(f"t5_base_random_{tokenizer}", freeze(model), vocab)
 
 
 def load_backbone(name: str, device: str = "cpu", dtype: str = "float32") -> Backbone:
     builders: dict[str, Callable[[], Backbone]] = {
-        "smollm2": load_smollm2, "t5_base": t5_base_random,
+        "smollm2": load_smollm2, "t5_base": t5_base_random, "t5_base_bytes": functools.partial(t5_base_random, "bytes"),
         "tiny_llama": build_tiny_llama, "tiny_t5": build_tiny_t5,
     }
     backbone = builders[name]()
@@ -118,6 +131,22 @@ def rotten_tomatoes_batches(
         if len(batches) == count:
             break
     return batches
+
+
+def stock_activations(model: torch.nn.Module) -> int:
+    """Undo promptlearn's activation fusion (a model as transformers builds it); how many modules changed."""
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    config = model.config
+    if "gelu_new" not in (getattr(config, "dense_act_fn", None), getattr(config, "hidden_act", None)):
+        return 0
+    changed = 0
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if type(child) is GELUTanh:
+                setattr(parent, name, NewGELUActivation())
+                changed += 1
+    return changed
 
 
 def to_device(batch: dict, device: str) -> dict:

@@ -55,7 +55,7 @@ def test_eval_modes_prints_rank_and_generation(capsys):
 
 def test_maml_step_prints_both_orders(capsys):
     out = printed(capsys, maml_step)
-    assert "first" in out and "second" in out and "speed-up" in out
+    assert "first" in out and "second" in out and "speed-up batched" in out
 
 
 def test_growth_prints_both_tables(capsys):
@@ -97,6 +97,7 @@ def test_frozen_step_flops_splits_encoder_and_decoder_tokens():
 @pytest.mark.parametrize("first_order", [True, False])
 def test_plain_maml_reference_gives_the_modules_meta_gradient(first_order):
     """The benchmark's textbook autograd loop and the module's torch.func path agree, so timings compare like with like."""
+    torch.manual_seed(0)
     backbone = build_tiny_llama()
     batch = maml_step.episodes(backbone, tasks_per_step=2, shots=2)
     module = MetaPromptTuning(backbone, functools.partial(torch.optim.SGD, lr=1.0), prompt_length=4,
@@ -104,10 +105,12 @@ def test_plain_maml_reference_gives_the_modules_meta_gradient(first_order):
     optimizer = module.configure_optimizers()
     start = module.prompt.detach().clone()
     grads = []
-    for run in (maml_step.ours, maml_step.plain):
+    for run in (maml_step.ours, maml_step.plain, maml_step.ours_batched):
         with torch.no_grad():
             module.prompt.copy_(start)
         run(module, optimizer, batch)()
         grads.append(start - module.prompt.detach())  # SGD at LR 1: the step is the meta-gradient
     assert grads[0].abs().max() > 0
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+    # batched tasks sum in another order; second-order terms of this random model amplify the rounding
+    torch.testing.assert_close(grads[2], grads[1], rtol=1e-3, atol=1e-3 * grads[1].abs().max())

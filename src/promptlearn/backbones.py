@@ -90,8 +90,8 @@ def fuse_activations(model: nn.Module) -> nn.Module:
 
     T5.1.1's ``gelu_new`` is tanh-approximated GELU written as seven elementwise operations, each
     keeping its input for the backward pass; ``F.gelu(approximate="tanh")`` is one (transformers'
-    ``gelu_pytorch_tanh``; outputs agree to float rounding). On CPU this is a fifth of a T5.1.1
-    training step.
+    ``gelu_pytorch_tanh``; outputs agree to float rounding). In a T5-base training step on CPU it
+    saves about a third of the peak memory and 5% of the time.
     """
     for parent in list(model.modules()):
         for name, child in parent.named_children():
