@@ -128,6 +128,7 @@ class FrozenBackboneModule(L.LightningModule):
             and set(inputs) == {"inputs_embeds", "attention_mask"}
             and config.model_type in PACKABLE_MODEL_TYPES
             and config._attn_implementation in PACKABLE_ATTENTION
+            and not getattr(config, "use_sliding_window", False)  # a custom mask would drop the window
             and (self.backbone.is_encoder_decoder or self._head_only_logits)
         )
 

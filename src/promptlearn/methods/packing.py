@@ -2,9 +2,9 @@
 
 A batch padded to its longest row spends a third or more of its compute on padding when lengths
 vary, as they do in classification data. Packing places each row's real tokens (prompt included)
-into rows of at most ``width`` tokens (balanced, see :func:`cheapest_bins`), with a block-diagonal attention mask
-so each sequence attends only to itself (causally, for a causal LM), and positions that restart at
-0 for every sequence. Every token then sees exactly what it saw in the padded batch: rotary and
+into rows of at most ``width`` tokens (balanced, see :func:`cheapest_bins`), with a block-diagonal
+attention mask so each sequence attends only to itself (causally, for a causal LM), and positions
+that restart at 0 for every sequence. Every token then sees exactly what it saw in the padded batch: rotary and
 absolute positions are the same, and T5's relative position buckets depend only on differences.
 Outputs are scattered back into the padded layout, so everything after the backbone is unchanged.
 
