@@ -21,6 +21,13 @@ from promptlearn.data.tasks import Example, Task
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Every test starts on one thread, whatever a test before it set (benchmarks' --threads)."""
+    torch.set_num_threads(1)
+    yield
+
+
 @pytest.fixture(params=["tiny_t5", "tiny_llama"])
 def tiny_backbone(request) -> Backbone:
     return {"tiny_t5": build_tiny_t5, "tiny_llama": build_tiny_llama}[request.param]()

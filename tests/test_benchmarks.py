@@ -22,14 +22,6 @@ from promptlearn.backbones import build_tiny_llama, build_tiny_t5  # noqa: E402
 from promptlearn.meta.maml import MetaPromptTuning  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def printed(capsys, script, *argv: str) -> str:
     common.console.width = 200
     script.main(["--quick", *argv])

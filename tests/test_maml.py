@@ -26,15 +26,6 @@ from promptlearn.meta.toy import keyword_family
 BUILDERS = {"tiny_t5": build_tiny_t5, "tiny_llama": build_tiny_llama}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def episode_data(backbone, **kwargs) -> EpisodeDataModule:
     tasks = keyword_family(range(6), size=12)
     pools = {

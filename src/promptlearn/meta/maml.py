@@ -8,9 +8,8 @@ per-parameter inner learning rates (Meta-SGD, Li et al. 2017) and MAML++'s annea
 losses (Antoniou et al. 2019). The outer optimizer comes from config.
 
 The loss of an episode is cross-entropy over its N label words, each scored by its log-likelihood
-(rank classification, as :class:`FrozenBackboneModule` evaluates). Scoring is prompt tuning's own:
-:class:`EpisodeScorer` is :class:`PromptTuning` with a ``forward``, so that
-``torch.func.functional_call`` can swap an adapted prompt in for its ``prompt``.
+(rank classification, as :class:`FrozenBackboneModule` evaluates), by prompt tuning's own scorer
+(:class:`~promptlearn.meta.scorer.EpisodeScorer`).
 
 Distributed runs: each rank adapts its own share of a meta-step's tasks; every task's query loss
 goes through ``manual_backward``, all but the last inside ``block_backward_sync``, so DDP
@@ -37,46 +36,20 @@ from torchmetrics import CatMetric, MeanMetric
 
 from promptlearn.backbones import Backbone
 from promptlearn.data.tasks import TaskInfo
-from promptlearn.errors import CheckpointError, ConfigError, NonFiniteLossError, unknown_name
+from promptlearn.errors import ConfigError, NonFiniteLossError, unknown_name
+from promptlearn.checkpointing import TrainableOnlyCheckpoints
+from promptlearn.meta.scorer import EpisodeScorer
 from promptlearn.meta.summary import summarize
 from promptlearn.meta.task_batching import mean_by_task, stack_task_batches
 from promptlearn.methods.base import OptimizerFactory
-from promptlearn.methods.prompt_tuning import PromptTuning, prepend_prompt
-from promptlearn.prompts.checkpoint import check_compatible, save_prompt
+from promptlearn.methods.prompt_tuning import PromptTuning
+from promptlearn.prompts.checkpoint import save_prompt
 from promptlearn.prompts.init import INITS, initial_prompt
 
 log = logging.getLogger(__name__)
 
 META_INIT = "meta"  # the meta-learned prompt, in meta-test results
 EPISODES = TaskInfo(name="episodes", metrics=("accuracy",), eval_mode="rank")
-
-
-class EpisodeScorer(PromptTuning):
-    """Prompt tuning whose forward scores every (example, choice) row of an episode batch.
-
-    Given a prompt per task (``[tasks, length, hidden]``) and a batch of several tasks' rows (see
-    :func:`~promptlearn.meta.task_batching.stack_task_batches`), each row gets its task's prompt.
-    """
-
-    _prompt_rows: torch.Tensor | None = None
-
-    def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if self.prompt.dim() == 2:
-            return self.choice_scores(batch)
-        tasks = batch["task_of_row"]
-        # One-token choices are read from the example rows; otherwise every choice has a row.
-        one_token = "choice_token_ids" in batch
-        self._prompt_rows = tasks if one_token else tasks.repeat_interleave(batch["choice_counts"])
-        try:
-            return self.choice_scores(batch)
-        finally:
-            self._prompt_rows = None
-
-    def embed_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.prompt.dim() == 2:
-            return super().embed_inputs(input_ids, attention_mask)
-        embeds = self.model.get_input_embeddings()(input_ids)
-        return prepend_prompt(self.prompt[self._prompt_rows], embeds, attention_mask)
 
 
 def msl_weights(steps: int, meta_step: int, anneal_steps: int) -> torch.Tensor:
@@ -96,7 +69,7 @@ def msl_weights(steps: int, meta_step: int, anneal_steps: int) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
-class MetaPromptTuning(L.LightningModule):
+class MetaPromptTuning(TrainableOnlyCheckpoints, L.LightningModule):
     """Meta-learns a prompt-tuning init over episodes; compares it with standard inits at meta-test."""
 
     method_name = "metaprompting"
@@ -415,31 +388,12 @@ class MetaPromptTuning(L.LightningModule):
             metric.reset()
 
     # ----------------------------------------------------------------- optimizer and checkpoints
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
-
     def configure_optimizers(self) -> torch.optim.Optimizer:
         if self.optimizer_factory is None:
             raise ConfigError(
                 "no optimizer given; choose the outer optimizer with optimizer=adamw (for example)"
             )
         return self.optimizer_factory(self.trainable_parameters())
-
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        names = {name for name, p in self.named_parameters() if p.requires_grad}
-        return {key: value for key, value in self.state_dict().items() if key in names}
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["state_dict"] = self.trainable_state_dict()
-        checkpoint["promptlearn"] = {"method": self.method_name, "backbone": self.backbone.fingerprint()}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        meta = checkpoint.get("promptlearn")
-        if meta is None:
-            raise CheckpointError(
-                "this checkpoint was not written by promptlearn; resume from a run's checkpoints/last.ckpt"
-            )
-        check_compatible(meta, "checkpoint", self.method_name, self.backbone.fingerprint())
 
     def export_prompt(self, path: str | Path) -> Path:
         """Save the meta-learned prompt as a prompt-tuning prompt (loadable by ``method=prompt_tuning``)."""

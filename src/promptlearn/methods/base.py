@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from promptlearn.backbones import Backbone
+from promptlearn.checkpointing import TrainableOnlyCheckpoints
 from promptlearn.data.encoding import IGNORE_INDEX
 from promptlearn.data.tasks import TaskInfo
 from promptlearn.errors import CheckpointError, ConfigError, NonFiniteLossError
@@ -47,7 +48,7 @@ def best_choice(scores: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     return padded.argmax(dim=1)
 
 
-class FrozenBackboneModule(L.LightningModule):
+class FrozenBackboneModule(TrainableOnlyCheckpoints, L.LightningModule):
     """A frozen language model evaluated (and, in subclasses, prompted) on a text-to-text task."""
 
     method_name = "no_prompt"
@@ -324,9 +325,6 @@ class FrozenBackboneModule(L.LightningModule):
         self._log_epoch_metrics("test")
 
     # ----------------------------------------------------------------- optimizer
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
-
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = self.trainable_parameters()
         if not params:
@@ -339,26 +337,6 @@ class FrozenBackboneModule(L.LightningModule):
     def prompt_hparams(self) -> dict[str, object]:
         """What a saved prompt records about how it was built (subclasses add their settings)."""
         return {}
-
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        names = {name for name, p in self.named_parameters() if p.requires_grad}
-        return {key: value for key, value in self.state_dict().items() if key in names}
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["state_dict"] = self.trainable_state_dict()
-        checkpoint["promptlearn"] = {"method": self.method_name, "backbone": self.backbone.fingerprint()}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        meta = checkpoint.get("promptlearn")
-        if meta is None:
-            raise CheckpointError("this checkpoint was not written by promptlearn; resume from a run's checkpoints/last.ckpt")
-        check_compatible(meta, "checkpoint", self.method_name, self.backbone.fingerprint())
-        self._require_keys(checkpoint["state_dict"], "checkpoint")
-
-    def _require_keys(self, state_dict: dict[str, torch.Tensor], source: str) -> None:
-        missing = set(self.trainable_state_dict()) - set(state_dict)
-        if missing:
-            raise CheckpointError(f"{source} lacks trained tensors {sorted(missing)}; was it saved by method={self.method_name}?")
 
     def save_prompt(self, path: str | Path) -> Path:
         """Write the trainable tensors alone (kilobytes), with the backbone they belong to."""
