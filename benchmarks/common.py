@@ -24,7 +24,9 @@ from torch.profiler import ProfilerActivity, profile
 from rich.table import Table
 from transformers import ByT5Tokenizer, T5Config, T5ForConditionalGeneration
 
-from promptlearn.backbones import Backbone, build_tiny_llama, build_tiny_t5, convert_smollm2, freeze, load_smollm2
+from promptlearn.backbones import (
+    Backbone, build_tiny_llama, build_tiny_t5, convert_smollm2, freeze, load_smollm2, untie_lm_head,
+)
 from promptlearn.data.datamodule import TaskDataModule
 from promptlearn.data.rotten_tomatoes import RottenTomatoes
 
@@ -97,7 +99,7 @@ def t5_base_random(tokenizer: str = "bpe", seed: int = 0) -> Backbone:
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = T5ForConditionalGeneration(config)
+        model = untie_lm_head(T5ForConditionalGeneration(config))  # T5.1.1's head is its own matrix
     model.generation_config.decoder_start_token_id = vocab.pad_token_id
     return Backbone(f"t5_base_random_{tokenizer}", freeze(model), vocab)
 

@@ -17,6 +17,11 @@ from promptlearn.backbones import Backbone, build_tiny_llama, build_tiny_t5
 from promptlearn.config import config_dir
 from promptlearn.data.tasks import Example, Task
 
+import deprecation_guard
+from deprecation_guard import deprecations_from_our_code  # noqa: F401  (autouse: a deprecation from our code fails its test)
+
+deprecation_guard.install()
+
 # Tiny models run fastest on one thread; OpenMP threads fighting over 2 shared cores cost 5-10x.
 torch.set_num_threads(1)
 

@@ -116,3 +116,11 @@ def test_empty_and_missing_files_and_bad_settings(tmp_path):
         reviews(label_words=(" a", " b", " c"))
     with pytest.raises(ConfigError, match=r"no slot for \{review\}"):
         reviews(template="{text}")
+
+
+def test_holding_out_everything_names_the_local_tasks_own_setting(tmp_path):
+    path = tmp_path / "one.jsonl"
+    path.write_text('{"review": "Fine.", "sentiment": "pos"}\n')
+    task = reviews(train=str(path), validation=None, validation_fraction=0.5)
+    with pytest.raises(DataError, match=r"leaves no training data; lower task\.validation_fraction"):
+        task.load_splits()

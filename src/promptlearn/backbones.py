@@ -129,7 +129,11 @@ def build_tiny_t5(
     feed_forward_proj: str = "gated-gelu",
     attn_implementation: str = "eager",
 ) -> Backbone:
-    """A randomly initialised T5 with a byte-level tokenizer: offline, seeded, seconds to build."""
+    """A randomly initialised T5.1.1-style model with a byte-level tokenizer: offline, seeded, seconds to build.
+
+    As in T5.1.1 (and the LM-adapted checkpoints), the LM head is a matrix of its own, not the input
+    embeddings: transformers 5.24's ``T5Config`` always ties the two, so the head is untied here.
+    """
     tokenizer = ByT5Tokenizer()
     config = T5Config(
         vocab_size=len(tokenizer),
@@ -147,9 +151,18 @@ def build_tiny_t5(
         tie_word_embeddings=False,
     )
     config._attn_implementation = attn_implementation
-    model = _seeded_init(seed, lambda: T5ForConditionalGeneration(config))
+    model = _seeded_init(seed, lambda: untie_lm_head(T5ForConditionalGeneration(config)))
     model.generation_config.decoder_start_token_id = tokenizer.pad_token_id
     return Backbone(name, freeze(model), tokenizer)
+
+
+def untie_lm_head(model: PreTrainedModel) -> PreTrainedModel:
+    """Give the LM head its own weights, drawn as T5 initialises an untied head (N(0, 1)), and keep them apart."""
+    head = model.get_output_embeddings()
+    if head.weight is model.get_input_embeddings().weight:
+        head.weight = nn.Parameter(torch.randn_like(head.weight) * model.config.initializer_factor)
+    model.config.tie_word_embeddings = False  # tie_weights() would share them again
+    return model
 
 
 def build_tiny_llama(

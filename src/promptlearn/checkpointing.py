@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import random
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -104,23 +105,71 @@ class RNGStateCheckpoint(Callback):
             self._to_restore = None
 
 
+class LatestCheckpoint(ModelCheckpoint):
+    """``last.ckpt``: at every validation, every ``every_n_train_steps`` steps or ``every_n_minutes``
+    minutes of training (whichever comes first), and when training ends, so that a finished run can
+    be extended (``trainer.max_steps=<more> ckpt_path=last``) and a killed one loses little."""
+
+    def __init__(self, dirpath: Path, every_n_train_steps: int | None = None, every_n_minutes: float | None = None) -> None:
+        super().__init__(dirpath=dirpath, filename="last", save_top_k=1, enable_version_counter=False)
+        self.every_n_steps = every_n_train_steps
+        self.every_s = None if every_n_minutes is None else 60 * every_n_minutes
+        self._last_save_time = time.monotonic()
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        super()._save_checkpoint(trainer, filepath)
+        self._last_save_time = time.monotonic()
+
+    def save_now(self, trainer: L.Trainer) -> None:
+        if not self._should_skip_saving_checkpoint(trainer):
+            self._save_none_monitor_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._last_save_time = time.monotonic()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any, **kwargs: Any) -> None:
+        super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
+        due_by_steps = bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0
+        due_by_time = self.every_s is not None and time.monotonic() - self._last_save_time >= self.every_s
+        if due_by_steps or due_by_time:
+            self.save_now(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        self.save_now(trainer)
+
+
+class ValidateFinalStep(Callback):
+    """Validates after the last training step too, when ``val_check_interval`` does not fall on it,
+    so the steps trained since the last validation can become the best checkpoint."""
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if trainer.max_steps is not None and 0 < trainer.max_steps <= trainer.global_step:
+            trainer.should_stop = True  # Lightning validates a step at which training is asked to stop
+
+
 class BestAndLatestCheckpoints:
-    """``best.ckpt`` by the monitored metric and ``last.ckpt`` at every validation (and every N steps if asked),
-    with the RNG states that make resuming from either exact.
+    """``best.ckpt`` by the monitored metric and ``last.ckpt`` (see :class:`LatestCheckpoint`), with
+    the RNG states that make resuming from either exact. The last step is always validated.
 
     Lightning's own ``save_last`` writes only when the best improves, so the latest state has a callback of its own.
     """
 
-    def __init__(self, directory: Path, monitor: str | None, mode: str = "max", every_n_train_steps: int | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        monitor: str | None,
+        mode: str = "max",
+        every_n_train_steps: int | None = None,
+        every_n_minutes: float | None = None,
+    ) -> None:
         self.directory = Path(directory)
         self.best = ModelCheckpoint(
             dirpath=directory, filename="best", monitor=monitor, mode=mode, save_top_k=1, enable_version_counter=False
         )
-        self.latest = ModelCheckpoint(
-            dirpath=directory, filename="last", save_top_k=1, enable_version_counter=False,
-            every_n_train_steps=every_n_train_steps,
-        )
-        self.callbacks: list[Callback] = [self.best, self.latest, RNGStateCheckpoint()]
+        self.latest = LatestCheckpoint(directory, every_n_train_steps, every_n_minutes)
+        self.callbacks: list[Callback] = [ValidateFinalStep(), self.best, self.latest, RNGStateCheckpoint()]
 
     @property
     def best_path(self) -> str | None:

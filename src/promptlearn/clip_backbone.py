@@ -84,7 +84,7 @@ class ClipBackbone:
         bos = table[self.tokenizer.bos_token_id].expand(batch, 1, -1)
         eos = table[self.tokenizer.eos_token_id].expand(batch, 1, -1)
         hidden = text.embeddings(inputs_embeds=torch.cat([bos, prompt.to(table.dtype), eos], dim=1))
-        mask = create_causal_mask(config=text.config, inputs_embeds=hidden, attention_mask=None, past_key_values=None)
+        mask = create_causal_mask(config=text.config, inputs_embeds=hidden, attention_mask=None, cache=None)
         hidden = text.encoder(inputs_embeds=hidden, attention_mask=mask, is_causal=True).last_hidden_state
         pooled = text.final_layer_norm(hidden)[:, -1]  # EOS is the last position: no padding, causal attention
         return F.normalize(self.model.text_projection(pooled).float(), dim=-1)

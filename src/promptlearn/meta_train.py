@@ -15,7 +15,6 @@ from typing import Any
 
 import hydra
 import lightning as L
-from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
@@ -24,6 +23,7 @@ from promptlearn import config
 from promptlearn.command_line import checked_command_line
 from promptlearn.app import build, build_trainer, check_writable, report_errors, write_results
 from promptlearn.checkpointing import BestAndLatestCheckpoints, resolve_ckpt_path
+from promptlearn.progress import StepProgressBar
 from promptlearn.data.episodes import META_SPLITS, EpisodeDataModule, TaskSource
 from promptlearn.data.tasks import Task
 from promptlearn.errors import ConfigError
@@ -96,10 +96,10 @@ def meta_train(cfg: DictConfig) -> dict[str, Any]:
     validate = bool(pools["meta_val"]) and cfg.episodes.val_episodes > 0
     checkpoint_dir = output_dir / "checkpoints"
     checkpoints = BestAndLatestCheckpoints(checkpoint_dir, "val/score" if validate else None, "max",
-                                           cfg.checkpoint.every_n_train_steps)
+                                           cfg.checkpoint.every_n_train_steps, cfg.checkpoint.get("every_n_minutes"))
     trainer = build_trainer(
         cfg,
-        [*checkpoints.callbacks, RichProgressBar()],
+        [*checkpoints.callbacks, StepProgressBar()],
         inference_mode=False,  # meta-validation and meta-test adapt prompts with gradients
         **({} if validate else {"limit_val_batches": 0}),
     )

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
@@ -35,6 +34,7 @@ from promptlearn.checkpointing import BestAndLatestCheckpoints, resolve_ckpt_pat
 from promptlearn.errors import ConfigError, NonFiniteLossError
 from promptlearn.inference.transfer import transfer_results
 from promptlearn.methods.base import FrozenBackboneModule
+from promptlearn.progress import StepProgressBar
 from promptlearn.prompts.interpret import write_neighbours
 from promptlearn.tracking import WandbTracking
 
@@ -83,10 +83,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     checkpoint_dir = output_dir / "checkpoints"
     checkpoints = BestAndLatestCheckpoints(
-        checkpoint_dir, cfg.checkpoint.monitor, cfg.checkpoint.mode, cfg.checkpoint.every_n_train_steps
+        checkpoint_dir, cfg.checkpoint.monitor, cfg.checkpoint.mode, cfg.checkpoint.every_n_train_steps,
+        cfg.checkpoint.get("every_n_minutes"),
     )
     tracking = WandbTracking(cfg)
-    trainer = build_trainer(cfg, [*checkpoints.callbacks, RichProgressBar(), tracking])
+    trainer = build_trainer(cfg, [*checkpoints.callbacks, StepProgressBar(), tracking])
     best = None
     if module.trainable_parameters():
         ckpt_path = resolve_ckpt_path(cfg.ckpt_path, checkpoint_dir)

@@ -72,13 +72,18 @@ def _split_file(folder: Path, split: str) -> str:
     return str(matches[0]) if len(matches) == 1 else f"{folder} {split}"
 
 
-def heldout_split(examples: list[Example], fraction: float, maximum: int, seed: int) -> tuple[list[Example], list[Example]]:
-    """(train, held-out): whole groups (or single examples) drawn by a fixed shuffle; both keep file order."""
+def heldout_split(
+    examples: list[Example], fraction: float, maximum: int, seed: int, key: str = "task.heldout_fraction"
+) -> tuple[list[Example], list[Example]]:
+    """(train, held-out): whole groups (or single examples) drawn by a fixed shuffle; both keep file order.
+
+    ``key`` names the setting that chose ``fraction``, for the error when nothing would be left to train on.
+    """
     units = sorted({e.group if e.group >= 0 else -1 - i for i, e in enumerate(examples)})
     size = max(1, min(maximum, round(fraction * len(units))))
     if size >= len(units):
         raise DataError(
-            f"holding out {size} of {len(units)} training units leaves an empty split; adjust task.heldout_fraction"
+            f"holding out {size} of {len(units)} training units leaves no training data; lower {key} or add training examples"
         )
     held = set(random.Random(seed).sample(units, size))
     unit = [e.group if e.group >= 0 else -1 - i for i, e in enumerate(examples)]

@@ -112,7 +112,9 @@ class LocalTask(Task):
             splits[split] = examples
         if "validation" not in splits and self.validation_fraction > 0:
             train, fraction = splits["train"], self.validation_fraction
-            splits["train"], splits["validation"] = heldout_split(train, fraction, len(train), self.split_seed)
+            splits["train"], splits["validation"] = heldout_split(
+                train, fraction, len(train), self.split_seed, key="task.validation_fraction"
+            )
         return splits
 
 

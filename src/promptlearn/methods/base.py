@@ -101,7 +101,7 @@ class FrozenBackboneModule(TrainableOnlyCheckpoints, L.LightningModule):
         """Keyword arguments for the backbone's forward and ``generate``.
 
         ``inputs_embeds`` and ``attention_mask`` always; methods that act inside the layers (prefix
-        tuning) override this to add, for example, ``past_key_values``. For causal LMs, any positions
+        tuning) override this to add, for example, a prefix ``cache``. For causal LMs, any positions
         that ``inputs_embeds`` holds beyond ``input_ids`` are taken to come first.
         """
         embeds, mask = self.embed_inputs(input_ids, attention_mask)
@@ -180,7 +180,7 @@ class FrozenBackboneModule(TrainableOnlyCheckpoints, L.LightningModule):
         cache, prefix_states = None, embeds[:, :0]
         if shared:
             prefix = self.model.base_model(inputs_embeds=embeds[:1, :shared], use_cache=True)
-            layers = prefix.past_key_values.layers
+            layers = prefix.cache.layers
             keys_values = torch.stack([torch.stack([layer.keys[0], layer.values[0]]) for layer in layers])
             cache = prefix_cache(keys_values, packing.rows)
             prefix_states = prefix.last_hidden_state.expand(len(embeds), -1, -1)
@@ -188,7 +188,7 @@ class FrozenBackboneModule(TrainableOnlyCheckpoints, L.LightningModule):
             inputs_embeds=packing.pack(embeds[:, shared:]),
             attention_mask=packing.attention_mask(embeds.dtype, causal=True, prefix=shared),
             position_ids=packing.position_ids + shared,
-            past_key_values=cache,
+            cache=cache,
             use_cache=False,
         )
         return torch.cat([prefix_states, packing.unpack(packed.last_hidden_state)], dim=1)

@@ -161,14 +161,14 @@ class PrefixTuning(FrozenBackboneModule):
             return {
                 "inputs_embeds": embeds,
                 "attention_mask": mask,
-                "past_key_values": prefix_cache(prefixes["self"], batch),
+                "cache": prefix_cache(prefixes["self"], batch),
             }
         with encoder_prefix(self.model, prefixes["encoder"], batch):
             encoded = self.model.get_encoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
         return {
             "encoder_outputs": BaseModelOutput(last_hidden_state=encoded),
             "attention_mask": mask,
-            "past_key_values": seq2seq_prefix_cache(prefixes["decoder"], prefixes["cross"], batch),
+            "cache": seq2seq_prefix_cache(prefixes["decoder"], prefixes["cross"], batch),
         }
 
     @torch.no_grad()

@@ -118,7 +118,7 @@ def encoder_prefix(model: PreTrainedModel, prefix: torch.Tensor, batch_size: int
     cache = prefix_cache(prefix, batch_size)
 
     def give_cache(module, args, kwargs):
-        return args, {**kwargs, "past_key_values": cache}
+        return args, {**kwargs, "cache": cache}
 
     handles = [
         block.layer[0].SelfAttention.register_forward_pre_hook(give_cache, with_kwargs=True)
