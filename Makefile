@@ -23,7 +23,7 @@ define install
 	$(PYTHON) -m venv $(1)
 	$(1)/bin/pip install --quiet $(2) pip
 	$(1)/bin/pip install --quiet $(2) $(TORCH)
-	$(1)/bin/pip install --quiet $(2) hatchling
+	$(1)/bin/pip install --quiet $(2) hatchling editables
 	$(1)/bin/pip install --quiet $(2) --no-build-isolation -e ".[$(EXTRAS)]"
 	$(1)/bin/pip install --quiet $(2) --no-deps $(ASSETS)
 endef
