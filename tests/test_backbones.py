@@ -1,4 +1,4 @@
-"""Backbones as built for the tests: tiny T5 is T5.1.1-shaped, with an LM head of its own."""
+"""Backbones as built for the tests: tiny T5's LM head is tied by default, and really untied on request."""
 
 from __future__ import annotations
 
@@ -7,8 +7,13 @@ import torch
 from promptlearn.backbones import build_tiny_t5
 
 
-def test_tiny_t5_has_an_untied_lm_head_that_stays_untied():
+def test_tiny_t5_is_tied_by_default():
     model = build_tiny_t5().model
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+
+
+def test_tiny_t5_untied_has_an_lm_head_of_its_own_that_stays_untied():
+    model = build_tiny_t5(tie_word_embeddings=False).model
     head, embeddings = model.get_output_embeddings().weight, model.get_input_embeddings().weight
     assert head is not embeddings and not torch.equal(head, embeddings)
     model.tie_weights()  # what loading and resizing call: must not share them again

@@ -55,6 +55,10 @@ class Backbone:
     def __post_init__(self) -> None:
         fuse_activations(self.model)
 
+    def embed(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """What the model's own embedding module makes of ``token_ids`` (any scaling it applies included)."""
+        return self.model.get_input_embeddings()(token_ids)
+
     @property
     def is_encoder_decoder(self) -> bool:
         return bool(self.model.config.is_encoder_decoder)
@@ -128,11 +132,13 @@ def build_tiny_t5(
     dropout_rate: float = 0.0,
     feed_forward_proj: str = "gated-gelu",
     attn_implementation: str = "eager",
+    tie_word_embeddings: bool = True,
 ) -> Backbone:
-    """A randomly initialised T5.1.1-style model with a byte-level tokenizer: offline, seeded, seconds to build.
+    """A randomly initialised T5 with a byte-level tokenizer: offline, seeded, seconds to build.
 
-    As in T5.1.1 (and the LM-adapted checkpoints), the LM head is a matrix of its own, not the input
-    embeddings: transformers 5.24's ``T5Config`` always ties the two, so the head is untied here.
+    Its LM head shares the input embeddings (transformers' ``T5Config`` always ties them), and, as in
+    T5.1.1, decoder outputs are not rescaled before the head. ``tie_word_embeddings=False`` gives the
+    head a matrix of its own, as T5.1.1 and the LM-adapted checkpoints have.
     """
     tokenizer = ByT5Tokenizer()
     config = T5Config(
@@ -151,7 +157,8 @@ def build_tiny_t5(
         tie_word_embeddings=False,
     )
     config._attn_implementation = attn_implementation
-    model = _seeded_init(seed, lambda: untie_lm_head(T5ForConditionalGeneration(config)))
+    untie = (lambda model: model) if tie_word_embeddings else untie_lm_head
+    model = _seeded_init(seed, lambda: untie(T5ForConditionalGeneration(config)))
     model.generation_config.decoder_start_token_id = tokenizer.pad_token_id
     return Backbone(name, freeze(model), tokenizer)
 
