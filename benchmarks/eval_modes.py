@@ -20,7 +20,7 @@ from common import (
     add_common_args, cycling, describe_run, load_backbone, print_table, prompt_tuning_module,
     rotten_tomatoes_batches, settle_args, side_by_side, to_device, verdict,
 )
-from promptlearn.methods.base import best_choice
+from promptlearn.methods.scoring import best_choice
 from promptlearn.metrics import match_choice
 
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
         backbone, args.batch_size, count, args.max_source_length, split="validation", train=False)]
     gen_batches = [to_device(b, args.device) for b in rotten_tomatoes_batches(
         backbone, args.batch_size, count, args.max_source_length, split="validation", train=False, eval_mode="generate")]
-    default_new_tokens = module.max_new_tokens
+    default_new_tokens = module.scorer.max_new_tokens
     label_tokens = max(len(backbone.tokenizer(w, add_special_tokens=False).input_ids) for w in module.task.label_words)
 
     @torch.no_grad()
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def generate(max_new_tokens: int):
         def run(batch: dict) -> list[int]:
-            module.max_new_tokens = max_new_tokens
+            module.scorer.max_new_tokens = max_new_tokens
             texts = module.generate_texts(batch["gen_input_ids"], batch["gen_attention_mask"])
             return [match_choice(t, c) for t, c in zip(texts, batch["choices"])]
         return run

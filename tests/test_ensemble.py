@@ -11,7 +11,7 @@ import torch
 from promptlearn.backbones import build_tiny_llama, build_tiny_t5
 from promptlearn.data.datamodule import TaskDataModule
 from promptlearn.errors import CheckpointError, ConfigError
-from promptlearn.methods.base import best_choice
+from promptlearn.methods.scoring import best_choice
 from promptlearn.methods.prompt_ensemble import PromptEnsemble
 from promptlearn.methods.prompt_tuning import PromptTuning
 
@@ -47,10 +47,10 @@ def test_a_prompt_ensembled_with_itself_equals_the_prompt(tiny_backbone, toy_sen
         for batch in eval_batches(tiny_backbone, toy_sentiment):
             alone_scores, _, alone_loss = single.choice_scores(batch)
             alone = best_choice(alone_scores, batch["choice_counts"])
-            voted, members, loss = ensemble.member_predictions(batch)
-            assert torch.equal(voted, alone)
-            assert all(torch.equal(member, alone) for member in members)
-            torch.testing.assert_close(loss, alone_loss, rtol=1e-5, atol=1e-5)
+            voted, members = ensemble.member_predictions(batch)
+            assert torch.equal(voted.index, alone)
+            assert all(torch.equal(member.index, alone) for member in members)
+            torch.testing.assert_close(voted.loss, alone_loss, rtol=1e-5, atol=1e-5)
     ensembled, single_metrics = run_test(ensemble, tiny_backbone, toy_sentiment), run_test(single, tiny_backbone, toy_sentiment)
     assert ensembled["test/score"] == single_metrics["test/score"]
     assert ensembled["test/member_mean/score"] == ensembled["test/member_best/score"] == single_metrics["test/score"]
@@ -59,12 +59,12 @@ def test_a_prompt_ensembled_with_itself_equals_the_prompt(tiny_backbone, toy_sen
 def test_self_ensemble_equals_the_prompt_for_generation(toy_copy, tmp_path):
     backbone = build_tiny_llama()
     (path,), (single,) = saved_prompts(backbone, toy_copy, tmp_path, seeds=[0])
-    single.max_new_tokens = 4
+    single.scorer.max_new_tokens = 4
     ensemble = PromptEnsemble(backbone, toy_copy.info(), prompts=[path, path], max_new_tokens=4).eval()
     for batch in eval_batches(backbone, toy_copy):
         alone = single.generate_texts(batch["gen_input_ids"], batch["gen_attention_mask"])
-        voted, members, _ = ensemble.member_predictions(batch)
-        assert voted == alone and members == [alone, alone]
+        voted, members = ensemble.member_predictions(batch)
+        assert voted.texts == alone and [member.texts for member in members] == [alone, alone]
 
 
 @pytest.mark.parametrize("members", [2, 3])
@@ -75,7 +75,7 @@ def test_vote_equals_a_vote_over_prompts_run_one_by_one(toy_sentiment, tmp_path,
     disagreements = 0
     with torch.no_grad():
         for batch in eval_batches(backbone, toy_sentiment):
-            voted, _, _ = ensemble.member_predictions(batch)
+            voted = ensemble.member_predictions(batch)[0].index
             per_prompt = []
             for single in singles:
                 scores, _, _ = single.choice_scores(batch)

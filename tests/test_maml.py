@@ -18,12 +18,13 @@ import torch.nn.functional as F
 from promptlearn.backbones import build_tiny_llama, build_tiny_t5
 from promptlearn.data.episodes import EpisodeDataModule, TaskSource
 from promptlearn.errors import ConfigError
-from promptlearn.meta.maml import EPISODES as EPISODE_INFO
+from promptlearn.data.tasks import TaskInfo
 from promptlearn.meta.maml import META_INIT, MetaPromptTuning, msl_weights
 from promptlearn.meta.task_batching import stack_task_batches
 from promptlearn.meta.toy import keyword_family
 
 BUILDERS = {"tiny_t5": build_tiny_t5, "tiny_llama": build_tiny_llama}
+EPISODE_INFO = TaskInfo(name="episodes", metrics=("accuracy",), eval_mode="rank")
 
 
 def episode_data(backbone, **kwargs) -> EpisodeDataModule:
@@ -271,7 +272,7 @@ def test_bad_settings_are_one_clear_error(kwargs, message):
 
 def test_gradient_checkpointing_is_refused():
     backbone = build_tiny_llama()
-    backbone.model.gradient_checkpointing_enable()
+    backbone.model.activation_checkpointing_enable()
     with pytest.raises(ConfigError, match="gradient checkpointing does not compose with torch.func"):
         meta_module(backbone)
 

@@ -9,7 +9,8 @@ import torch
 from promptlearn.data.datamodule import TaskDataModule
 from promptlearn.data.tasks import TaskInfo
 from promptlearn.errors import ConfigError
-from promptlearn.methods.base import FrozenBackboneModule, best_choice
+from promptlearn.methods.base import FrozenBackboneModule
+from promptlearn.methods.scoring import best_choice
 from promptlearn.metrics import ExactMatch, Predictions, build_metrics, headline_score, match_choice
 
 

@@ -55,7 +55,7 @@ def test_a_mixed_batch_equals_each_task_alone(tiny_backbone, kind):
     assert len({len(c) for c in batch["choices"]}) == (2 if kind == "rank" else 1)  # the tasks differ in choices
     mixed = MixedTaskPrompts(tiny_backbone, mixture.info(), {n: m.prompt for n, m in modules.items()}, max_new_tokens=4).eval()
 
-    answers = mixed.predict(batch)
+    answers = mixed.predict(batch).texts
     for name, task in ((first.name, first), (second.name, second)):
         rows = [i for i, (n, _) in enumerate(requests) if n == name]
         reference, reference_scores = alone(modules[name], task, tiny_backbone, examples[name])

@@ -89,10 +89,10 @@ def test_packed_scores_and_prompt_gradient_equal_unpadded_ones(build, attention)
     ).eval()
     padded.load_state_dict(packed.state_dict())
     inputs = packed.model_inputs(batch["input_ids"], batch["attention_mask"])
-    assert packed.can_pack(inputs) and not padded.can_pack(inputs)
-    assert plan_packing(inputs["attention_mask"], packed.pack_width) is not None
+    assert packed.scorer.can_pack(inputs) and not padded.scorer.can_pack(inputs)
+    assert plan_packing(inputs["attention_mask"], packed.scorer.pack_width) is not None
     # a causal LM's prompt is computed once for all rows; T5's encoder prompt sees the example
-    assert packed.shared_prefix_length(inputs) == (0 if backbone.is_encoder_decoder else 3)
+    assert packed.scorer.shared_prefix_length(inputs, packed.shared_prefix) == (0 if backbone.is_encoder_decoder else 3)
 
     def loss_and_gradient(module):
         total, _ = module.target_log_likelihood(batch["input_ids"], batch["attention_mask"], batch["labels"])
@@ -114,7 +114,7 @@ def test_packing_is_skipped_for_kernels_it_cannot_mask():
     backbone.model.config._attn_implementation = "flash_attention_2"
     task, _, batch = sentiment_batch(backbone)
     module = PromptTuning(backbone, task.info(), adamw(), prompt_length=3, init="random_uniform")
-    assert not module.can_pack(module.model_inputs(batch["input_ids"], batch["attention_mask"]))
+    assert not module.scorer.can_pack(module.model_inputs(batch["input_ids"], batch["attention_mask"]))
 
 
 def test_pack_width_must_be_positive():

@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from promptlearn.data.encoding import IGNORE_INDEX
-from promptlearn.methods.base import FrozenBackboneModule, best_choice
+from promptlearn.methods.base import FrozenBackboneModule
 from promptlearn.metrics import normalize_answer
 
 log = logging.getLogger(__name__)
@@ -81,23 +81,6 @@ def source_texts(module: FrozenBackboneModule, batch: Mapping[str, Any]) -> list
     return [tokenizer.decode(row[keep], skip_special_tokens=True) for row, keep in zip(ids, mask)]
 
 
-@torch.no_grad()
-def predict_batch(module: FrozenBackboneModule, batch: Mapping[str, Any]) -> list[str]:
-    """Each example's prediction as text, decided exactly as the module's evaluation decides it.
-
-    A method whose evaluation is not the base's (a prompt ensemble's vote) provides ``predict_texts(batch)``.
-    """
-    if callable(getattr(module, "predict_texts", None)):
-        return module.predict_texts(batch)
-    if module.task.eval_mode == "generate":
-        return module.generate_texts(batch["gen_input_ids"], batch["gen_attention_mask"])
-    scores, count, _ = module.choice_scores(dict(batch))
-    if module.length_normalize:
-        scores = scores / count
-    picks = best_choice(scores, batch["choice_counts"]).tolist()
-    return [choices[i] for choices, i in zip(batch["choices"], picks)]
-
-
 class WandbTracking(L.Callback):
     """Flat config, summary metrics, a predictions table and the prompt artifact for a W&B run."""
 
@@ -133,7 +116,7 @@ class WandbTracking(L.Callback):
     ) -> None:
         if self.logger is None or len(self.predictions) >= self.max_predictions:
             return
-        predicted = predict_batch(pl_module, batch)
+        predicted = pl_module.predict(batch).texts
         for text, answers, prediction in zip(source_texts(pl_module, batch), batch["answers"], predicted):
             if len(self.predictions) < self.max_predictions:
                 correct = any(normalize_answer(prediction) == normalize_answer(a) for a in answers)

@@ -41,12 +41,6 @@ from promptlearn.tracking import WandbTracking
 log = logging.getLogger("promptlearn")
 
 
-def check_nonfinite_setting(value: str) -> str:
-    if value not in ("stop", "skip"):
-        raise ConfigError(f"on_nonfinite must be 'stop' or 'skip', got {value!r}")
-    return value
-
-
 def print_summary(results: dict[str, Any]) -> None:
     table = Table(title=f"{results['method']} on {results['task']} with {results['model']}")
     table.add_column("prompt")
@@ -66,7 +60,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_writable(output_dir)
     backbone, task, datamodule = build_backbone_and_task(cfg)
     module = build_method(cfg, backbone, task)
-    module.on_nonfinite = check_nonfinite_setting(cfg.on_nonfinite)
+    module.set_nonfinite_policy(cfg.on_nonfinite)
     module.check_fits(datamodule.longest_sequence())
 
     results: dict[str, Any] = {

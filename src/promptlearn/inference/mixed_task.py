@@ -25,7 +25,8 @@ from promptlearn.data.mixture import Mixture
 from promptlearn.data.tasks import Example, Task, TaskInfo
 from promptlearn.errors import ConfigError
 from promptlearn.inference.soft_prompts import read_soft_prompt
-from promptlearn.methods.base import FrozenBackboneModule, best_choice
+from promptlearn.methods.base import FrozenBackboneModule
+from promptlearn.methods.scoring import Prediction
 
 
 class MixedTaskPrompts(FrozenBackboneModule):
@@ -99,21 +100,11 @@ class MixedTaskPrompts(FrozenBackboneModule):
         with self.prompting(rows):
             return super().choice_scores(batch)
 
-    def _evaluation_step(self, batch: dict[str, Any], stage: str) -> None:
-        with self.prompting(self.task_rows(batch["task"])):
-            super()._evaluation_step(batch, stage)
-
     @torch.no_grad()
-    def predict(self, batch: dict[str, Any]) -> list[str]:
-        """Each example's answer: the chosen label word (rank classification) or the generated text."""
+    def predict(self, batch: dict[str, Any]) -> Prediction:
+        """Each example's answer under its own task's prompt (see :meth:`Scorer.predict`)."""
         with self.prompting(self.task_rows(batch["task"])):
-            if self.task.eval_mode == "generate":
-                return self.generate_texts(batch["gen_input_ids"], batch["gen_attention_mask"])
-            scores, count, _ = self.choice_scores(batch)
-            if self.length_normalize:
-                scores = scores / count
-            picks = best_choice(scores, batch["choice_counts"]).tolist()
-            return [choices[i] for choices, i in zip(batch["choices"], picks)]
+            return super().predict(batch)
 
 
 def mixed_batch(tasks: Mapping[str, Task], requests: Sequence[tuple[str, Example]], backbone: Backbone) -> tuple[Mixture, dict[str, Any]]:

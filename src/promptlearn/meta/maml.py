@@ -8,8 +8,10 @@ per-parameter inner learning rates (Meta-SGD, Li et al. 2017) and MAML++'s annea
 losses (Antoniou et al. 2019). The outer optimizer comes from config.
 
 The loss of an episode is cross-entropy over its N label words, each scored by its log-likelihood
-(rank classification, as :class:`FrozenBackboneModule` evaluates), by prompt tuning's own scorer
-(:class:`~promptlearn.meta.scorer.EpisodeScorer`).
+(rank classification, as every method evaluates), by the shared
+:class:`~promptlearn.methods.scoring.Scorer` with the prompt as an argument
+(:mod:`~promptlearn.meta.episode_prompts`). One task and a batch of tasks take the same path: a
+single task is a batch of one.
 
 Distributed runs: each rank adapts its own share of a meta-step's tasks; every task's query loss
 goes through ``manual_backward``, all but the last inside ``block_backward_sync``, so DDP
@@ -30,18 +32,18 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.strategies import ParallelStrategy
 from torch import nn
-from torch.func import functional_call, grad
+from torch.func import grad
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torchmetrics import CatMetric, MeanMetric
 
 from promptlearn.backbones import Backbone
-from promptlearn.data.tasks import TaskInfo
 from promptlearn.errors import ConfigError, NonFiniteLossError, unknown_name
 from promptlearn.checkpointing import TrainableOnlyCheckpoints
-from promptlearn.meta.scorer import EpisodeScorer
+from promptlearn.meta.episode_prompts import episode_logits
 from promptlearn.meta.summary import summarize
 from promptlearn.meta.task_batching import mean_by_task, stack_task_batches
 from promptlearn.methods.base import OptimizerFactory
+from promptlearn.methods.scoring import Scorer
 from promptlearn.methods.prompt_tuning import PromptTuning
 from promptlearn.prompts.checkpoint import save_prompt
 from promptlearn.prompts.init import INITS, initial_prompt
@@ -49,7 +51,6 @@ from promptlearn.prompts.init import INITS, initial_prompt
 log = logging.getLogger(__name__)
 
 META_INIT = "meta"  # the meta-learned prompt, in meta-test results
-EPISODES = TaskInfo(name="episodes", metrics=("accuracy",), eval_mode="rank")
 
 
 def msl_weights(steps: int, meta_step: int, anneal_steps: int) -> torch.Tensor:
@@ -112,7 +113,7 @@ class MetaPromptTuning(TrainableOnlyCheckpoints, L.LightningModule):
                 raise unknown_name("meta.eval_inits entry", name, INITS)
         self.backbone = backbone
         self.model = backbone.model
-        if any(getattr(module, "gradient_checkpointing", False) is True for module in self.model.modules()):
+        if self.model.is_activation_checkpointing:
             raise ConfigError(
                 "gradient checkpointing does not compose with torch.func; turn it off for meta-learning"
             )
@@ -121,22 +122,19 @@ class MetaPromptTuning(TrainableOnlyCheckpoints, L.LightningModule):
             length=prompt_length, init_range=init_range, vocab_size=init_vocab_size, text=init_text
         )
         self.init = init
-        self.scorer = EpisodeScorer(
-            backbone,
-            EPISODES,
-            prompt_length=prompt_length,
-            init=init,
-            init_range=init_range,
-            init_vocab_size=init_vocab_size,
-            init_text=init_text,
-            length_normalize=length_normalize,
-            backbone_dropout=backbone_dropout,
+        self.model.train(backbone_dropout)
+        self.scorer = Scorer(backbone, length_normalize=length_normalize)
+        self.prompt = nn.Parameter(
+            initial_prompt(
+                init, embeddings=self.model.get_input_embeddings().weight, tokenizer=backbone.tokenizer,
+                **self.init_settings,
+            )
         )
         self.inner_steps = inner_steps
         self.eval_inner_steps = inner_steps if eval_inner_steps is None else eval_inner_steps
         self.base_inner_lr = inner_lr
         self.inner_lr = (
-            nn.Parameter(torch.full_like(self.scorer.prompt, inner_lr)) if learn_inner_lr else None
+            nn.Parameter(torch.full_like(self.prompt, inner_lr)) if learn_inner_lr else None
         )
         self.first_order = first_order
         self.per_step_loss_weights = per_step_loss_weights
@@ -150,11 +148,6 @@ class MetaPromptTuning(TrainableOnlyCheckpoints, L.LightningModule):
         self.test_episode = CatMetric()
         self.meta_test: dict[str, Any] = {}
         self._math_sdpa = self._prepare_double_backward()
-
-    @property
-    def prompt(self) -> nn.Parameter:
-        """The meta-learned initialisation."""
-        return self.scorer.prompt
 
     # ----------------------------------------------------------------- double backward
     def _prepare_double_backward(self) -> bool:
@@ -181,46 +174,37 @@ class MetaPromptTuning(TrainableOnlyCheckpoints, L.LightningModule):
         return sdpa_kernel(SDPBackend.MATH) if self._math_sdpa else contextlib.nullcontext()
 
     # ----------------------------------------------------------------- the inner loop
-    def logits(self, prompt: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
-        """``[examples, N]`` log-likelihood of each example's N label words under ``prompt``."""
-        scores, count, _ = functional_call(self.scorer, {"prompt": prompt}, (batch,))
-        if self.length_normalize:
-            scores = scores / count
-        return scores.view(len(batch["label"]), -1)
+    def logits(self, prompts: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """``[examples, N]`` log-likelihood of each example's N label words (see :func:`episode_logits`)."""
+        return episode_logits(self.scorer, prompts, batch)
 
     def loss(self, prompt: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         return F.cross_entropy(self.logits(prompt, batch), batch["label"])
 
-    def adapt(
-        self,
-        prompt: torch.Tensor,
-        support: dict[str, Any],
-        steps: int,
-        lr: torch.Tensor | float,
-        second_order: bool,
-    ) -> list[torch.Tensor]:
-        """The prompt after each of ``steps`` SGD steps on the support loss.
-
-        Second order keeps each inner gradient's graph, so the outer backward differentiates through
-        it; first order takes the gradient at a detached prompt, a constant to the outer backward.
-        """
-        path = []
-        for _ in range(steps):
-            step = grad(self.loss)(prompt if second_order else prompt.detach(), support)
-            prompt = prompt - lr * step
-            path.append(prompt)
-        return path
-
     def task_losses(self, prompts: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
-        """``[tasks]``: each task's loss under its own prompt (``prompts``: ``[tasks, length, hidden]``), in one pass."""
+        """``[tasks]``: each task's loss under its own prompt (``[tasks, length, hidden]``; ``[length, hidden]``
+        is one task), all in one pass."""
         per_row = F.cross_entropy(self.logits(prompts, batch), batch["label"], reduction="none")
-        return mean_by_task(per_row, batch["task_of_row"], len(prompts))
+        return self._mean_by_task(per_row, batch, prompts)
 
-    def adapt_tasks(
+    @staticmethod
+    def _mean_by_task(values: torch.Tensor, batch: dict[str, Any], prompts: torch.Tensor) -> torch.Tensor:
+        tasks = prompts.shape[0] if prompts.dim() == 3 else 1
+        task_of_row = batch.get("task_of_row")
+        if task_of_row is None:
+            task_of_row = torch.zeros(len(values), dtype=torch.long, device=values.device)
+        return mean_by_task(values, task_of_row, tasks)
+
+    def adapt(
         self, prompts: torch.Tensor, support: dict[str, Any], steps: int, lr: torch.Tensor | float, second_order: bool
     ) -> list[torch.Tensor]:
-        """:meth:`adapt` for every task at once: the gradient of the summed task losses with respect
-        to ``[tasks, length, hidden]`` prompts is each task's own gradient, in its own slot."""
+        """The prompts after each of ``steps`` SGD steps on the support loss.
+
+        The gradient of the summed task losses with respect to ``[tasks, length, hidden]`` prompts is
+        each task's own gradient, in its own slot. Second order keeps each inner gradient's graph, so
+        the outer backward differentiates through it; first order takes the gradient at detached
+        prompts, a constant to the outer backward.
+        """
         def total(p: torch.Tensor) -> torch.Tensor:
             return self.task_losses(p, support).sum()
 
@@ -229,6 +213,21 @@ class MetaPromptTuning(TrainableOnlyCheckpoints, L.LightningModule):
             prompts = prompts - lr * grad(total)(prompts if second_order else prompts.detach())
             path.append(prompts)
         return path
+
+    def _meta_losses(
+        self, start: torch.Tensor, support: dict[str, Any], query: dict[str, Any], weights: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per task: the weighted query losses along the adapted path, and the final prompt's query accuracy."""
+        lr = self.base_inner_lr if self.inner_lr is None else self.inner_lr
+        path = self.adapt(start, support, self.inner_steps, lr, second_order=not self.first_order)
+        logits = self.logits(path[-1], query)
+        per_row = F.cross_entropy(logits, query["label"], reduction="none")
+        losses = weights[-1] * self._mean_by_task(per_row, query, start)
+        for prompts, weight in zip(path[:-1], weights[:-1].tolist(), strict=True):
+            if weight > 0:
+                losses = losses + weight * self.task_losses(prompts, query)
+        correct = (logits.argmax(-1) == query["label"]).float()
+        return losses, self._mean_by_task(correct, query, start).detach()
 
     def batched_meta_loss(
         self, episodes: Sequence[dict[str, Any]], weights: torch.Tensor
@@ -240,38 +239,18 @@ class MetaPromptTuning(TrainableOnlyCheckpoints, L.LightningModule):
         query = stack_task_batches([e["query"] for e in episodes], pad_id)
         if support is None or query is None:
             return None
-        lr = self.base_inner_lr if self.inner_lr is None else self.inner_lr
-        start = self.prompt.expand(len(episodes), -1, -1)
-        path = self.adapt_tasks(start, support, self.inner_steps, lr, second_order=not self.first_order)
-        logits = self.logits(path[-1], query)
-        per_row = F.cross_entropy(logits, query["label"], reduction="none")
-        losses = weights[-1] * mean_by_task(per_row, query["task_of_row"], len(episodes))
-        for prompts, weight in zip(path[:-1], weights[:-1].tolist(), strict=True):
-            if weight > 0:
-                losses = losses + weight * self.task_losses(prompts, query)
-        correct = (logits.argmax(-1) == query["label"]).float()
-        return losses, mean_by_task(correct, query["task_of_row"], len(episodes)).detach()
+        return self._meta_losses(self.prompt.expand(len(episodes), -1, -1), support, query, weights)
+
+    def meta_loss(self, episode: dict[str, Any], weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One episode's weighted query losses along the adapted path, and the final prompt's query accuracy."""
+        losses, accuracies = self._meta_losses(self.prompt, episode["support"], episode["query"], weights)
+        return losses[0], accuracies[0]
 
     def step_weights(self) -> torch.Tensor:
         """How much each inner step's query loss counts in the meta-loss."""
         if self.per_step_loss_weights:
             return msl_weights(self.inner_steps, self.global_step, self.msl_anneal_steps)
         return F.one_hot(torch.tensor(self.inner_steps - 1), self.inner_steps).float()
-
-    def meta_loss(self, episode: dict[str, Any], weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The weighted query losses along the adapted path, and the final prompt's query accuracy."""
-        lr = self.base_inner_lr if self.inner_lr is None else self.inner_lr
-        path = self.adapt(
-            self.prompt, episode["support"], self.inner_steps, lr, second_order=not self.first_order
-        )
-        query = episode["query"]
-        logits = self.logits(path[-1], query)
-        loss = weights[-1] * F.cross_entropy(logits, query["label"])
-        for prompt, weight in zip(path[:-1], weights[:-1].tolist(), strict=True):
-            if weight > 0:
-                loss = loss + weight * self.loss(prompt, query)
-        accuracy = (logits.argmax(-1) == query["label"]).float().mean()
-        return loss, accuracy.detach()
 
     # ----------------------------------------------------------------- training
     def training_step(self, batch: list[dict[str, Any]], batch_idx: int) -> torch.Tensor:

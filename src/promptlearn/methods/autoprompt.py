@@ -35,7 +35,7 @@ from promptlearn.data.encoding import IGNORE_INDEX
 from promptlearn.data.tasks import TaskInfo
 from promptlearn.errors import ConfigError, NonFiniteLossError
 from promptlearn.methods.base import FrozenBackboneModule, OptimizerFactory
-from promptlearn.methods.prompt_tuning import prepend_prompt
+from promptlearn.prompts.prepend import prepend_prompt
 from promptlearn.prompts.projection import candidate_token_ids, hard_prompt_text
 
 log = logging.getLogger(__name__)
@@ -284,12 +284,12 @@ class AutoPrompt(FrozenBackboneModule):
         captured: list[torch.Tensor] = []
         head = self.model.get_output_embeddings()
         hook = head.register_forward_hook(lambda module, args, output: captured.append(args[0]))
-        packing, self.pack_sequences = self.pack_sequences, False  # the head's input, in the padded layout
+        packing, self.scorer.pack_sequences = self.scorer.pack_sequences, False  # the head's input, in the padded layout
         try:
             _, _, rows = self.target_logits(batch["input_ids"], batch["attention_mask"], batch["labels"])
         finally:
             hook.remove()
-            self.pack_sequences = packing
+            self.scorer.pack_sequences = packing
         hidden, labels = captured[-1], batch["labels"]
         if hidden.dim() == 3:  # the head ran on every position; pick the target ones as target_logits does
             if self.backbone.is_encoder_decoder:

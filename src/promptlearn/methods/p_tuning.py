@@ -20,7 +20,7 @@ from promptlearn.backbones import Backbone
 from promptlearn.data.tasks import TaskInfo
 from promptlearn.errors import ConfigError, unknown_name
 from promptlearn.methods.base import FrozenBackboneModule, OptimizerFactory
-from promptlearn.methods.prompt_tuning import prepend_prompt
+from promptlearn.prompts.prepend import prepend_prompt
 from promptlearn.prompts.checkpoint import read_prompt, save_prompt
 
 ENCODERS = ("lstm", "mlp")

@@ -24,7 +24,7 @@ from promptlearn.backbones import Backbone
 from promptlearn.data.tasks import TaskInfo
 from promptlearn.errors import ConfigError
 from promptlearn.methods.base import FrozenBackboneModule, OptimizerFactory
-from promptlearn.methods.prompt_tuning import prepend_prompt
+from promptlearn.prompts.prepend import prepend_prompt
 from promptlearn.prompts.init import initial_prompt
 from promptlearn.prompts.projection import HardPromptText, candidate_token_ids, hard_prompt_text, project_to_vocab
 

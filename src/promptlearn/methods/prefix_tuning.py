@@ -171,26 +171,6 @@ class PrefixTuning(FrozenBackboneModule):
             "cache": seq2seq_prefix_cache(prefixes["decoder"], prefixes["cross"], batch),
         }
 
-    @torch.no_grad()
-    def generate_texts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[str]:
-        """Greedy decoding after the prefix; causal batches must be left-padded."""
-        inputs = self.model_inputs(input_ids, attention_mask)
-        if not self.backbone.is_encoder_decoder:
-            # generate() reads inputs_embeds as spanning the cached positions too and skips that many rows.
-            embeds = inputs["inputs_embeds"]
-            placeholders = embeds.new_zeros(embeds.shape[0], self.prefix_length, embeds.shape[2])
-            inputs["inputs_embeds"] = torch.cat([placeholders, embeds], dim=1)
-        tokenizer = self.backbone.tokenizer
-        output = self.model.generate(
-            **inputs,
-            max_new_tokens=self.max_new_tokens,
-            do_sample=False,
-            num_beams=1,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-        return tokenizer.batch_decode(output, skip_special_tokens=True)
-
     # ----------------------------------------------------------------- folding
     @torch.no_grad()
     def folded_prefixes(self) -> dict[str, torch.Tensor]:

@@ -23,8 +23,9 @@ from promptlearn.backbones import Backbone
 from promptlearn.data.tasks import TaskInfo
 from promptlearn.errors import ConfigError
 from promptlearn.inference.soft_prompts import expand_paths, read_soft_prompt
-from promptlearn.methods.base import FrozenBackboneModule, OptimizerFactory, best_choice
-from promptlearn.methods.prompt_tuning import prepend_prompt
+from promptlearn.methods.base import FrozenBackboneModule, OptimizerFactory
+from promptlearn.methods.scoring import Prediction
+from promptlearn.prompts.prepend import prepend_prompt
 from promptlearn.metrics import Predictions, build_metrics, match_choice, normalize_answer
 
 
@@ -39,15 +40,6 @@ def repeat_batch(batch: Mapping[str, Any], times: int) -> dict[str, Any]:
         else:
             repeated[key] = value
     return repeated
-
-
-def choice_matrix(scores: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """Flat (example, choice) scores as ``[examples, max_choices]``, missing choices at -inf."""
-    matrix = torch.full((len(counts), int(counts.max())), float("-inf"), device=scores.device)
-    example = torch.repeat_interleave(torch.arange(len(counts), device=scores.device), counts)
-    position = torch.arange(len(scores), device=scores.device) - (torch.cumsum(counts, 0) - counts)[example]
-    matrix[example, position] = scores.float()
-    return matrix
 
 
 def majority_vote(picks: torch.Tensor, probabilities: torch.Tensor) -> torch.Tensor:
@@ -113,46 +105,35 @@ class PromptEnsemble(FrozenBackboneModule):
         blocks = [prepend_prompt(p, e, m) for p, e, m in zip(self.prompts, embeds.chunk(self.members), mask.chunk(self.members))]
         return torch.cat([e for e, _ in blocks]), torch.cat([m for _, m in blocks])
 
-    def member_predictions(self, batch: Mapping[str, Any]) -> tuple[Any, list[Any], torch.Tensor]:
-        """The ensemble's predictions, each member's, and the gold loss averaged over members.
-
-        Predictions are choice indices ``[examples]`` for rank classification, texts for generation.
-        """
+    def member_predictions(self, batch: Mapping[str, Any]) -> tuple[Prediction, list[Prediction]]:
+        """The ensemble's prediction and each member's, from one pass over the batch repeated per member."""
         size = len(batch["label"])
         repeated = repeat_batch(batch, self.members)
+        together = self.scorer.predict(self, repeated, self.task.eval_mode)
         if self.task.eval_mode == "rank":
-            scores, count, loss = self.choice_scores(repeated)
-            if self.length_normalize:
-                scores = scores / count
-            matrix = choice_matrix(scores, repeated["choice_counts"]).view(self.members, size, -1)
-            picks = best_choice(scores, repeated["choice_counts"]).view(self.members, size)
-            return majority_vote(picks, matrix.softmax(-1)), list(picks), loss
-        total, count = self.target_log_likelihood(repeated["input_ids"], repeated["attention_mask"], repeated["labels"])
-        texts = self.generate_texts(repeated["gen_input_ids"], repeated["gen_attention_mask"])
-        members = [texts[i * size : (i + 1) * size] for i in range(self.members)]
-        return vote_texts(members), members, -total.sum() / count.sum()
-
-    def as_predictions(self, batch: Mapping[str, Any], prediction: torch.Tensor | list[str]) -> Predictions:
-        """What the task metrics read, from chosen indices (rank) or generated texts, as the base builds it."""
-        if self.task.eval_mode == "rank":
-            index = prediction
+            picks = together.index.view(self.members, size)
+            matrix = together.scores.view(self.members, size, -1)
+            index = majority_vote(picks, matrix.softmax(-1))
             texts = [choices[i] for choices, i in zip(batch["choices"], index.tolist())]
         else:
-            texts = list(prediction)
+            texts = vote_texts([together.texts[i * size : (i + 1) * size] for i in range(self.members)])
             index = torch.tensor([match_choice(t, c) for t, c in zip(texts, batch["choices"])], device=batch["label"].device)
-        return Predictions(index, batch["label"], texts, batch["answers"], batch["group"], batch["task"])
+        members = [
+            Prediction(together.index[i * size : (i + 1) * size], together.texts[i * size : (i + 1) * size], together.loss)
+            for i in range(self.members)
+        ]
+        return Prediction(index, texts, together.loss), members
 
     @torch.no_grad()
-    def predict_texts(self, batch: Mapping[str, Any]) -> list[str]:
-        """The ensemble's answer to each example, as text."""
-        return list(self.as_predictions(batch, self.member_predictions(batch)[0]).texts)
+    def predict(self, batch: dict[str, Any]) -> Prediction:
+        """The ensemble's answer to each example: the members' majority vote."""
+        return self.member_predictions(batch)[0]
 
     def _evaluation_step(self, batch: dict[str, Any], stage: str) -> None:
-        prediction, members, loss = self.member_predictions(batch)
-        self.log(f"{stage}/loss", loss, batch_size=len(batch["label"]))
-        self.metrics[stage].update(self.as_predictions(batch, prediction))
-        for metrics, member in zip(self.member_metrics[stage], members):
-            metrics.update(self.as_predictions(batch, member))
+        prediction, members = self.member_predictions(batch)
+        self.log(f"{stage}/loss", prediction.loss, batch_size=len(batch["label"]))
+        for metrics, decided in zip([self.metrics[stage], *self.member_metrics[stage]], [prediction, *members]):
+            metrics.update(Predictions(decided.index, batch["label"], decided.texts, batch["answers"], batch["group"], batch["task"]))
 
     def _log_epoch_metrics(self, stage: str) -> None:
         super()._log_epoch_metrics(stage)
