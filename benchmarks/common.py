@@ -28,7 +28,7 @@ from promptlearn.backbones import (
     Backbone, build_tiny_llama, build_tiny_t5, convert_smollm2, freeze, load_smollm2, untie_lm_head,
 )
 from promptlearn.data.datamodule import TaskDataModule
-from promptlearn.data.rotten_tomatoes import RottenTomatoes
+from promptlearn.data.tasks.rotten_tomatoes import RottenTomatoes
 
 MODELS = ("smollm2", "t5_base", "t5_base_bytes", "tiny_llama", "tiny_t5")
 

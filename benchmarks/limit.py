@@ -19,7 +19,7 @@ from common import (
     add_common_args, cycling, describe_run, load_backbone, print_table, prompt_tuning_module,
     rotten_tomatoes_batches, settle_args, side_by_side, to_device, training_phase, verdict,
 )
-from promptlearn.data.rotten_tomatoes import RottenTomatoes
+from promptlearn.data.tasks.rotten_tomatoes import RottenTomatoes
 from promptlearn.methods.model_tuning import ModelTuning
 
 PHASES = ("forward", "fwd+bwd", "step")

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from common import add_common_args, describe_run, load_backbone, mib, print_table, settle_args, side_by_side
-from promptlearn.data.episodes import EpisodeDataModule, TaskSource
+from promptlearn.data.episode_data import EpisodeDataModule
+from promptlearn.data.episodes import TaskSource
 from promptlearn.meta.maml import MetaPromptTuning
 from promptlearn.meta.toy import keyword_family
 

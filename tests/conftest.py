@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from promptlearn.backbones import Backbone, build_tiny_llama, build_tiny_t5
-from promptlearn.config import config_dir
+from promptlearn.utils.paths import config_dir
 from promptlearn.data.tasks import Example, Task
 
 import deprecation_guard

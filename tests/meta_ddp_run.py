@@ -17,7 +17,8 @@ from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel
 
 from promptlearn.backbones import build_tiny_llama
-from promptlearn.data.episodes import EpisodeDataModule, TaskSource
+from promptlearn.data.episode_data import EpisodeDataModule
+from promptlearn.data.episodes import TaskSource
 from promptlearn.meta.maml import MetaPromptTuning
 from promptlearn.meta.toy import keyword_family
 

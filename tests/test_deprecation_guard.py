@@ -8,7 +8,7 @@ import warnings
 from omegaconf import OmegaConf
 
 import deprecation_guard
-from promptlearn.app import build
+from promptlearn.cli.components import build
 
 
 def warn_deprecated(category: str = "FutureWarning") -> int:
@@ -29,10 +29,10 @@ def planted(target: dict) -> list[deprecation_guard.Hit]:
 
 
 def test_a_deprecation_reached_from_our_code_is_caught():
-    # promptlearn.app.build -> hydra.utils.instantiate -> this module: the library call was ours.
+    # promptlearn.cli.components.build -> hydra.utils.instantiate -> this module: the library call was ours.
     caught = planted({"_target_": f"{__name__}.warn_deprecated"})
     assert len(caught) == 1
-    assert "old_name" in caught[0].message and caught[0].our_frame.startswith("promptlearn/app.py:")
+    assert "old_name" in caught[0].message and caught[0].our_frame.startswith("promptlearn/cli/components.py:")
 
 
 def test_deprecation_warning_category_is_caught_too():

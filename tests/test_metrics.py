@@ -8,7 +8,7 @@ import torch
 
 from promptlearn.data.datamodule import TaskDataModule
 from promptlearn.data.tasks import TaskInfo
-from promptlearn.errors import ConfigError
+from promptlearn.utils.errors import ConfigError
 from promptlearn.methods.base import FrozenBackboneModule
 from promptlearn.methods.scoring import best_choice
 from promptlearn.metrics import ExactMatch, Predictions, build_metrics, headline_score, match_choice

@@ -21,7 +21,7 @@ def tiny_sweep(tmp_path_factory) -> Path:
     """2 random T5 sizes x 2 methods, trained by a real multirun; the notebooks read it via PROMPTLEARN_SWEEP."""
     folder = tmp_path_factory.mktemp("sweep")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "promptlearn.train", "-m", *SWEEP, f"hydra.sweep.dir={folder}"],
+    done = subprocess.run([sys.executable, "-m", "promptlearn.cli.train", "-m", *SWEEP, f"hydra.sweep.dir={folder}"],
                           capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return folder

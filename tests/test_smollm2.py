@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from promptlearn.backbones import load_smollm2
-from promptlearn.train import train
+from promptlearn.cli.train import train
 
 pytestmark = pytest.mark.slow
 

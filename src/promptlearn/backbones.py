@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -32,7 +31,8 @@ from transformers import (
 )
 from transformers.activations import GELUTanh, NewGELUActivation
 
-from promptlearn.errors import ConfigError, MissingPackageError
+from promptlearn.utils.errors import ConfigError, MissingPackageError
+from promptlearn.utils.paths import default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -248,10 +248,6 @@ def smollm2_gguf_path() -> Path:
     if not path.is_file():
         raise MissingPackageError(f"{path} is missing; reinstall with: {SMOLLM2_INSTALL}")
     return path
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("PROMPTLEARN_CACHE", Path.home() / ".cache" / "promptlearn"))
 
 
 def convert_smollm2(cache_dir: str | Path | None = None) -> Path:

@@ -29,7 +29,7 @@ from torchmetrics.classification import BinaryF1Score, MulticlassF1Score
 from torchmetrics.text import SQuAD
 
 from promptlearn.data.tasks import TaskInfo
-from promptlearn.errors import ConfigError, unknown_name
+from promptlearn.utils.errors import ConfigError, unknown_name
 
 
 def normalize_answer(text: str) -> str:

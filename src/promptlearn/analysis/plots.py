@@ -14,7 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from promptlearn.analysis.tables import require_metric, settings
-from promptlearn.errors import ConfigError
+from promptlearn.utils.errors import ConfigError
 
 # Settings that tell curves apart but never name one: they are the x axis, the facet, or fixed by the model.
 _NOT_A_LABEL = {"task", "model", "experiment", "variant"}

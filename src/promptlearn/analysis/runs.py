@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
-from promptlearn.errors import DataError
+from promptlearn.utils.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from promptlearn.analysis.runs import CONFIG_COLUMNS
-from promptlearn.errors import ConfigError
+from promptlearn.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The same run table, pulled from a W&B project instead of local files.
 
-Reads runs logged with :class:`promptlearn.tracking.WandbTracking`: their flat config
+Reads runs logged with :class:`promptlearn.training.tracking.WandbTracking`: their flat config
 (``model/name``, ``task/name``, ``method/name``, ``seed``, ...) and their summary (final metrics and
 parameter counts). Needs network access and a W&B login; local sweeps never need this module.
 """
@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from promptlearn.analysis.runs import CONFIG_COLUMNS, make_row
-from promptlearn.errors import DataError
+from promptlearn.utils.errors import DataError
 
 # summary keys -> results.json keys
 _PARAMS = {"params/total": "total_params", "params/trainable": "trainable_params"}

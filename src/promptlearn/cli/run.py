@@ -18,9 +18,9 @@ from omegaconf import DictConfig
 
 from promptlearn.cli import resolvers  # noqa: F401  (registers the config's resolvers before Hydra composes)
 from promptlearn.cli.command_line import checked_command_line
-from promptlearn.cli.settings import check_settings
-from promptlearn.errors import PromptlearnError
-from promptlearn.paths import config_dir
+from promptlearn.cli.settings import check_setting_types
+from promptlearn.utils.errors import PromptlearnError
+from promptlearn.utils.paths import config_dir
 
 T = TypeVar("T")
 
@@ -46,7 +46,7 @@ def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig], T]], Cal
     def decorate(main: Callable[[DictConfig], T]) -> Callable[[], T]:
         @functools.wraps(main)
         def checked(cfg: DictConfig) -> T:
-            check_settings(cfg)
+            check_setting_types(cfg)
             return main(cfg)
 
         return checked_command_line(config_name)(

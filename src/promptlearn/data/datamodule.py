@@ -21,7 +21,7 @@ from promptlearn.data.batching import EpochShuffleSampler, LengthBucketBatchSamp
 from promptlearn.data.encoding import Collator, EncodedExample, TextToTextEncoder
 from promptlearn.data.mixture import Mixture, ProportionalSampler
 from promptlearn.data.tasks import Example, Task
-from promptlearn.errors import ConfigError, DataError
+from promptlearn.utils.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 

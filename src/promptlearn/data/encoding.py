@@ -21,7 +21,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from promptlearn.data.tasks import Example, Task
-from promptlearn.errors import ConfigError
+from promptlearn.utils.errors import ConfigError
 
 IGNORE_INDEX = -100
 

@@ -14,7 +14,7 @@ import random
 from collections.abc import Mapping, Sequence
 
 from promptlearn.data.tasks import Example, Task, TaskInfo
-from promptlearn.errors import ConfigError, DataError
+from promptlearn.utils.errors import ConfigError, DataError
 
 
 def escape_braces(text: str) -> str:

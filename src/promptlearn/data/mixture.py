@@ -19,7 +19,7 @@ from pathlib import Path
 from torch.utils.data import Sampler
 
 from promptlearn.data.tasks import Example, Task, TaskInfo
-from promptlearn.errors import ConfigError, DataError
+from promptlearn.utils.errors import ConfigError, DataError
 
 
 @dataclass

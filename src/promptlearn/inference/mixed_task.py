@@ -23,7 +23,7 @@ from promptlearn.backbones import Backbone
 from promptlearn.data.encoding import Collator, TextToTextEncoder
 from promptlearn.data.mixture import Mixture
 from promptlearn.data.tasks import Example, Task, TaskInfo
-from promptlearn.errors import ConfigError
+from promptlearn.utils.errors import ConfigError
 from promptlearn.inference.soft_prompts import read_soft_prompt
 from promptlearn.methods.base import FrozenBackboneModule
 from promptlearn.methods.scoring import Prediction

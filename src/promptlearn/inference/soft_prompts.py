@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from promptlearn.backbones import Backbone
-from promptlearn.errors import CheckpointError, ConfigError
+from promptlearn.utils.errors import CheckpointError, ConfigError
 from promptlearn.prompts.checkpoint import check_compatible, read_prompt
 
 PROMPT_METHOD = "prompt_tuning"

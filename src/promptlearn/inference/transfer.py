@@ -8,15 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import lightning as L
-from omegaconf import DictConfig
 from torch import nn
 
-from promptlearn.backbones import Backbone
 from promptlearn.data.datamodule import TaskDataModule
-from promptlearn.data.tasks import Task, TaskInfo
+from promptlearn.data.tasks import TaskInfo
 from promptlearn.methods.base import FrozenBackboneModule
 from promptlearn.metrics import build_metrics
 
@@ -33,19 +30,8 @@ def evaluating_as(module: FrozenBackboneModule, info: TaskInfo) -> Iterator[Froz
         module.task, module.metrics = task, metrics
 
 
-def evaluate_on(module: FrozenBackboneModule, task: Task, backbone: Backbone, trainer: L.Trainer, **data: Any) -> dict[str, float]:
-    """Test metrics of ``module``'s prompt on ``task``; ``data`` are TaskDataModule settings (its train split is skipped)."""
-    datamodule = TaskDataModule(task, backbone, **{**data, "max_train_examples": 0})
-    with evaluating_as(module, task.info()):
+def evaluate_on(module: FrozenBackboneModule, datamodule: TaskDataModule, trainer: L.Trainer) -> dict[str, float]:
+    """Test metrics of ``module``'s prompt on the datamodule's task, scored as that task is."""
+    with evaluating_as(module, datamodule.task.info()):
         metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     return {key: float(value) for key, value in metrics.items()}
-
-
-def transfer_results(cfg: DictConfig, module: FrozenBackboneModule, backbone: Backbone) -> dict[str, dict[str, float]]:
-    """``{transfer task: test metrics}`` for a run whose config names a ``transfer_task``; empty otherwise."""
-    if cfg.get("transfer_task") is None:
-        return {}
-    from promptlearn.app import build, evaluation_trainer
-
-    task: Task = build(cfg.transfer_task, _convert_="all")
-    return {task.name: evaluate_on(module, task, backbone, evaluation_trainer(cfg), seed=cfg.seed, **cfg.data)}

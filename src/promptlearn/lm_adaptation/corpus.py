@@ -14,7 +14,7 @@ from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase
 
-from promptlearn.errors import ConfigError, DataError, MissingPackageError
+from promptlearn.utils.errors import ConfigError, DataError, MissingPackageError
 
 
 @dataclass

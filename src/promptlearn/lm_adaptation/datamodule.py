@@ -9,7 +9,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
-from promptlearn.errors import DataError
+from promptlearn.utils.errors import DataError
 from promptlearn.lm_adaptation.corpus import C4Corpus, LocalTextCorpus, token_spans
 from promptlearn.lm_adaptation.prefix_lm import PrefixLMCollator, PrefixLMExample, PrefixLMStream, split_span
 

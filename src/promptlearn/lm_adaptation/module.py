@@ -11,7 +11,7 @@ import lightning as L
 import torch
 
 from promptlearn.backbones import Backbone
-from promptlearn.errors import ConfigError
+from promptlearn.utils.errors import ConfigError
 from promptlearn.lm_adaptation.prefix_lm import real_tokens
 
 

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.strategies import ParallelStrategy
@@ -37,10 +36,11 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torchmetrics import CatMetric, MeanMetric
 
 from promptlearn.backbones import Backbone
-from promptlearn.errors import ConfigError, NonFiniteLossError, unknown_name
-from promptlearn.checkpointing import TrainableOnlyCheckpoints
+from promptlearn.utils.errors import ConfigError, NonFiniteLossError, unknown_name
+from promptlearn.methods.checkpoint_hooks import TrainableOnlyCheckpoints
 from promptlearn.meta.episode_prompts import episode_logits
-from promptlearn.meta.summary import summarize
+from promptlearn.meta.meta_test import META_INIT, MetaEvaluation
+from promptlearn.meta.msl import msl_weights
 from promptlearn.meta.task_batching import mean_by_task, stack_task_batches
 from promptlearn.methods.base import OptimizerFactory
 from promptlearn.methods.scoring import Scorer
@@ -50,27 +50,9 @@ from promptlearn.prompts.init import INITS, initial_prompt
 
 log = logging.getLogger(__name__)
 
-META_INIT = "meta"  # the meta-learned prompt, in meta-test results
 
 
-def msl_weights(steps: int, meta_step: int, anneal_steps: int) -> torch.Tensor:
-    """MAML++ multi-step loss weights: uniform at first, annealed linearly towards the last inner step.
-
-    As in Antoniou et al.'s code (counted in meta-steps rather than epochs): every weight but the
-    last falls by ``1 / (steps * anneal_steps)`` per meta-step to a floor of ``0.03 / steps``; the last
-    takes up the difference. The weights always sum to one.
-    """
-    weights = np.full(steps, 1.0 / steps)
-    if steps == 1:
-        return torch.ones(1)
-    decay = 1.0 / steps / max(anneal_steps, 1)
-    floor = 0.03 / steps
-    weights[:-1] = max(1.0 / steps - meta_step * decay, floor)
-    weights[-1] = min(1.0 / steps + meta_step * (steps - 1) * decay, 1.0 - (steps - 1) * floor)
-    return torch.tensor(weights, dtype=torch.float32)
-
-
-class MetaPromptTuning(TrainableOnlyCheckpoints, L.LightningModule):
+class MetaPromptTuning(MetaEvaluation, TrainableOnlyCheckpoints, L.LightningModule):
     """Meta-learns a prompt-tuning init over episodes; compares it with standard inits at meta-test."""
 
     method_name = "metaprompting"
@@ -95,6 +77,7 @@ class MetaPromptTuning(TrainableOnlyCheckpoints, L.LightningModule):
         length_normalize: bool = False,
         backbone_dropout: bool = False,
         batch_tasks: bool = True,
+        eval_tasks_per_pass: int = 32,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -142,6 +125,9 @@ class MetaPromptTuning(TrainableOnlyCheckpoints, L.LightningModule):
         self.length_normalize = length_normalize
         self.eval_inits = tuple(eval_inits)
         self.batch_tasks = batch_tasks
+        if eval_tasks_per_pass < 1:
+            raise ConfigError(f"meta.eval_tasks_per_pass must be at least 1, got {eval_tasks_per_pass}")
+        self.eval_tasks_per_pass = eval_tasks_per_pass
         self.seed = seed
         self.val_accuracy = MeanMetric()
         self.test_accuracy = nn.ModuleDict({name: CatMetric() for name in (META_INIT, *self.eval_inits)})
@@ -301,70 +287,6 @@ class MetaPromptTuning(TrainableOnlyCheckpoints, L.LightningModule):
             if isinstance(strategy, ParallelStrategy)
             else contextlib.nullcontext()
         )
-
-    # ----------------------------------------------------------------- meta-validation and meta-test
-    def adapted_accuracy(
-        self, prompt: torch.Tensor, episode: dict[str, Any], lr: torch.Tensor | float
-    ) -> torch.Tensor:
-        """Query accuracy after adapting ``prompt`` on the support set for ``eval_inner_steps`` steps."""
-        if torch.is_inference_mode_enabled():
-            raise ConfigError(
-                "meta-evaluation adapts prompts with gradients; build the Trainer with inference_mode=False"
-            )
-        with torch.enable_grad():
-            path = self.adapt(
-                prompt.detach(), episode["support"], self.eval_inner_steps, lr, second_order=False
-            )
-        final = path[-1] if path else prompt
-        with torch.no_grad():
-            predictions = self.logits(final.detach(), episode["query"]).argmax(-1)
-        return (predictions == episode["query"]["label"]).float().mean()
-
-    def _meta_lr(self) -> torch.Tensor | float:
-        return self.base_inner_lr if self.inner_lr is None else self.inner_lr.detach()
-
-    def baseline_prompt(self, init: str, episode: dict[str, Any]) -> torch.Tensor:
-        """A standard init for one episode: the same on every rank and in every run with this seed."""
-        state = np.random.SeedSequence(self.seed, spawn_key=(episode["index"],)).generate_state(1)[0]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(state))
-            prompt = initial_prompt(
-                init,
-                embeddings=self.model.get_input_embeddings().weight,
-                tokenizer=self.backbone.tokenizer,
-                label_words=episode["label_words"],
-                **self.init_settings,
-            )
-        return prompt.to(self.prompt.device)
-
-    def validation_step(self, episode: dict[str, Any], batch_idx: int) -> None:
-        self.val_accuracy.update(self.adapted_accuracy(self.prompt, episode, self._meta_lr()))
-
-    def on_validation_epoch_end(self) -> None:
-        accuracy = self.val_accuracy.compute()
-        self.val_accuracy.reset()
-        # Already reduced over ranks by the metric; sync_dist averages identical values: exact.
-        self.log_dict({"val/accuracy": accuracy, "val/score": accuracy}, prog_bar=True, sync_dist=True)
-
-    def test_step(self, episode: dict[str, Any], batch_idx: int) -> None:
-        self.test_accuracy[META_INIT].update(self.adapted_accuracy(self.prompt, episode, self._meta_lr()))
-        for init in self.eval_inits:
-            prompt = self.baseline_prompt(init, episode)
-            self.test_accuracy[init].update(self.adapted_accuracy(prompt, episode, self.base_inner_lr))
-        self.test_episode.update(torch.tensor(float(episode["index"]), device=self.prompt.device))
-
-    def on_test_epoch_end(self) -> None:
-        order = self.test_episode.compute().reshape(-1).argsort()
-        per_init = {
-            name: metric.compute().reshape(-1)[order].tolist() for name, metric in self.test_accuracy.items()
-        }
-        self.meta_test = summarize(per_init, reference=META_INIT)
-        logged = {f"test/{name}/accuracy": stats["mean"] for name, stats in self.meta_test["inits"].items()}
-        logged["test/score"] = self.meta_test["inits"][META_INIT]["mean"]
-        self.log_dict(logged, sync_dist=True)
-        self.test_episode.reset()
-        for metric in self.test_accuracy.values():
-            metric.reset()
 
     # ----------------------------------------------------------------- optimizer and checkpoints
     def configure_optimizers(self) -> torch.optim.Optimizer:

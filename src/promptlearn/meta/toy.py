@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass
 
 from promptlearn.data.tasks import Example, Task
-from promptlearn.errors import ConfigError
+from promptlearn.utils.errors import ConfigError
 
 
 @dataclass

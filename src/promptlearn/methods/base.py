@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from promptlearn.backbones import Backbone
-from promptlearn.checkpointing import TrainableOnlyCheckpoints
+from promptlearn.methods.checkpoint_hooks import TrainableOnlyCheckpoints
 from promptlearn.data.tasks import TaskInfo
-from promptlearn.errors import CheckpointError, ConfigError
+from promptlearn.utils.errors import CheckpointError, ConfigError
 from promptlearn.methods.nonfinite import NonFiniteLossPolicy
 from promptlearn.methods.scoring import Prediction, Scorer
 from promptlearn.metrics import Predictions, build_metrics

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from promptlearn.errors import ConfigError, NonFiniteLossError
+from promptlearn.utils.errors import ConfigError, NonFiniteLossError
 
 POLICIES = ("stop", "skip")
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from promptlearn.backbones import Backbone
 from promptlearn.data.tasks import TaskInfo
-from promptlearn.errors import ConfigError, unknown_name
+from promptlearn.utils.errors import ConfigError, unknown_name
 from promptlearn.methods.base import FrozenBackboneModule, OptimizerFactory
 from promptlearn.prompts.prepend import prepend_prompt
 from promptlearn.prompts.checkpoint import read_prompt, save_prompt

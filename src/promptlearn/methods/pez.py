@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from promptlearn.atomic import atomic_json_dump
+from promptlearn.utils.atomic import atomic_json_dump
 from promptlearn.backbones import Backbone
 from promptlearn.data.tasks import TaskInfo
-from promptlearn.errors import ConfigError
+from promptlearn.utils.errors import ConfigError
 from promptlearn.methods.base import FrozenBackboneModule, OptimizerFactory
 from promptlearn.prompts.prepend import prepend_prompt
 from promptlearn.prompts.init import initial_prompt

@@ -26,7 +26,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from promptlearn.backbones import Backbone
 from promptlearn.data.tasks import TaskInfo
-from promptlearn.errors import ConfigError
+from promptlearn.utils.errors import ConfigError
 from promptlearn.methods.base import FrozenBackboneModule, OptimizerFactory
 from promptlearn.prompts.checkpoint import read_prompt, save_prompt
 from promptlearn.prompts.prefix_cache import (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from promptlearn.backbones import Backbone
 from promptlearn.data.tasks import TaskInfo
-from promptlearn.errors import ConfigError
+from promptlearn.utils.errors import ConfigError
 from promptlearn.methods.base import FrozenBackboneModule, OptimizerFactory
 
 

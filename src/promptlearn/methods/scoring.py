@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from promptlearn.backbones import Backbone
 from promptlearn.data.encoding import IGNORE_INDEX
-from promptlearn.errors import ConfigError
+from promptlearn.utils.errors import ConfigError
 from promptlearn.methods.packed_forward import packed_decoder_states, packed_seq2seq_logits, shared_prefix_states
 from promptlearn.methods.packing import PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, plan_packing
 from promptlearn.metrics import match_choice

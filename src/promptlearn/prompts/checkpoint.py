@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from promptlearn.atomic import atomic_torch_save
-from promptlearn.errors import CheckpointError
+from promptlearn.utils.atomic import atomic_torch_save
+from promptlearn.utils.errors import CheckpointError
 
 FORMAT = "promptlearn.prompt/1"
 

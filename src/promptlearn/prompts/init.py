@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from promptlearn.errors import ConfigError, unknown_name
+from promptlearn.utils.errors import ConfigError, unknown_name
 
 INITS = ("random_uniform", "sampled_vocab", "class_label", "text")
 

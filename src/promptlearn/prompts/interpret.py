@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedTokenizerBase
 
-from promptlearn.atomic import atomic_json_dump
-from promptlearn.errors import ConfigError
+from promptlearn.utils.atomic import atomic_json_dump
+from promptlearn.utils.errors import ConfigError
 
 NEIGHBOURS_FILE = "prompt_neighbours.json"
 

@@ -5,16 +5,12 @@ the prompt goes on the encoder only, as in Lester et al. (PEFT's seq2seq default
 decoder; such adapters are refused on import). The weights file holds one tensor,
 ``prompt_embeddings`` of shape ``[num_virtual_tokens, token_dim]``.
 
-    python -m promptlearn.prompts.peft_interop export outputs/<run>/prompt.pt adapters/rte --base google/t5-base-lm-adapt
-    python -m promptlearn.prompts.peft_interop import adapters/rte outputs/imported/prompt.pt --model t5_base_lm_adapt
+The command line is ``python -m promptlearn.cli.peft`` (:mod:`promptlearn.cli.peft`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -23,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
 
 from promptlearn.backbones import Backbone
-from promptlearn.errors import CheckpointError, PromptlearnError
+from promptlearn.utils.errors import CheckpointError
 from promptlearn.prompts.checkpoint import read_prompt, save_prompt
 
 CONFIG_FILE = "adapter_config.json"
@@ -106,32 +102,3 @@ def import_to_prompt_file(adapter_dir: str | Path, backbone: Backbone, output_pa
     # "init" only shapes the module before the saved values replace it; any valid init will do.
     hparams = {"prompt_length": prompt.shape[0], "init": "random_uniform"}
     return save_prompt(output_path, {"prompt": prompt}, METHOD, backbone.fingerprint(), hparams)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m promptlearn.prompts.peft_interop", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    export = commands.add_parser("export", help="prompt.pt -> PEFT adapter folder")
-    export.add_argument("prompt", type=Path)
-    export.add_argument("output_dir", type=Path)
-    export.add_argument("--base", help="base_model_name_or_path to record (the hub id of the backbone)")
-    imported = commands.add_parser("import", help="PEFT adapter folder -> prompt.pt")
-    imported.add_argument("adapter_dir", type=Path)
-    imported.add_argument("output", type=Path)
-    imported.add_argument("--model", required=True, help="model config name (conf/model/) of the adapter's backbone")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "export":
-            print(export_prompt_file(args.prompt, args.output_dir, args.base))
-        else:
-            from promptlearn.app import build
-            from promptlearn.interpret import model_config
-
-            print(import_to_prompt_file(args.adapter_dir, build(model_config(args.output, args.model)), args.output))
-    except PromptlearnError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()

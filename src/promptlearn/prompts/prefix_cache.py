@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache, EncoderDecoderCache, PreTrainedModel
 
-from promptlearn.errors import ConfigError
+from promptlearn.utils.errors import ConfigError
 
 # Verified to attend to cached keys and values with padding masks; other kernels are refused.
 PREFIX_ATTENTION = ("eager", "sdpa")

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedTokenizerBase
 
-from promptlearn.errors import ConfigError
+from promptlearn.utils.errors import ConfigError
 
 
 def token_texts(tokenizer: PreTrainedTokenizerBase, vocab_rows: int) -> list[str]:

@@ -1,0 +1,54 @@
+"""promptlearn-report: tables and plots of a sweep, from its run folders or from a W&B project.
+
+    promptlearn-report multirun/2025-01-31_12-00-00             # writes multirun/<...>/report/
+    promptlearn-report multirun/a multirun/b --out reports/lester --metric val/score
+    promptlearn-report --wandb my-team/promptlearn --group lester_scaling --out reports/lester
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from promptlearn.analysis import collect_runs, write_report
+from promptlearn.cli.run import one_line_errors
+from promptlearn.utils.errors import ConfigError
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="promptlearn-report", description=__doc__.splitlines()[0])
+    parser.add_argument("sweeps", nargs="*", type=Path, help="folders holding run directories with results.json")
+    parser.add_argument("--out", type=Path, help="where to write the report (default: <first sweep>/report)")
+    parser.add_argument("--metric", help="metric to tabulate and plot (default: test/score, else val/score)")
+    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="also read the finished runs of this W&B project")
+    parser.add_argument("--group", help="with --wandb: only this group (an experiment name)")
+    return parser.parse_args(argv)
+
+
+def report(args: argparse.Namespace) -> list[Path]:
+    if not args.sweeps and not args.wandb:
+        raise ConfigError("give at least one sweep folder, or --wandb ENTITY/PROJECT")
+    if not args.sweeps and args.out is None:
+        raise ConfigError("with --wandb alone, say where to write the report with --out")
+    tables = [collect_runs(folder) for folder in args.sweeps]
+    if args.wandb:
+        from promptlearn.analysis.wandb_runs import collect_wandb_runs
+
+        tables.append(collect_wandb_runs(args.wandb, group=args.group))
+    out = args.out or args.sweeps[0] / "report"
+    return write_report(pd.concat(tables, ignore_index=True), out, metric=args.metric)
+
+
+@one_line_errors
+def main(argv: Sequence[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for path in report(parse_args(argv)):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""promptlearn-train: learn a prompt for a frozen backbone, evaluate it, write results.json.
+
+    promptlearn-train                                    # SmolLM2-135M on Rotten Tomatoes, offline
+    promptlearn-train model=tiny_t5 trainer=debug        # any model/method/task/trainer/logger combination
+    promptlearn-train -m method.prompt_length=1,5,20     # a Hydra multirun sweep
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+from promptlearn.cli.components import (
+    build,
+    build_backbone_and_task,
+    build_datamodule,
+    build_method,
+    build_trainer,
+    check_writable,
+)
+from promptlearn.cli.results import RunRecord, as_floats
+from promptlearn.cli.run import hydra_command
+from promptlearn.cli.run_config import flat_config, hydra_overrides
+from promptlearn.data.datamodule import TaskDataModule
+from promptlearn.inference.transfer import evaluate_on
+from promptlearn.methods.base import FrozenBackboneModule
+from promptlearn.prompts.interpret import write_neighbours
+from promptlearn.training.checkpoints import BestAndLatestCheckpoints, resolve_ckpt_path
+from promptlearn.training.tracking import WandbTracking
+from promptlearn.utils.errors import NonFiniteLossError
+
+log = logging.getLogger("promptlearn")
+
+
+def print_summary(results: dict[str, Any]) -> None:
+    table = Table(title=f"{results['method']} on {results['task']} with {results['model']}")
+    table.add_column("prompt")
+    table.add_column("split")
+    table.add_column("score", justify="right")
+    for label, metrics in (("no prompt", results.get("baseline", {})), (results["method"], results["metrics"])):
+        for key, value in metrics.items():
+            if key.endswith("/score"):
+                table.add_row(label, key.rsplit("/", 1)[0], f"{100 * value:.1f}")
+    Console().print(table)
+
+
+def fit(trainer: L.Trainer, module: FrozenBackboneModule, datamodule: TaskDataModule,
+        checkpoints: BestAndLatestCheckpoints, ckpt_path: str | None, output_dir: Path) -> str | None:
+    """Train (or resume) the method; the best checkpoint's path, or None for a method with nothing to train."""
+    if not module.trainable_parameters():
+        log.info("method '%s' has nothing to train: evaluating only", module.method_name)
+        return None
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt_path(ckpt_path, checkpoints.directory))
+    except NonFiniteLossError as err:
+        raise NonFiniteLossError(f"{err}; {checkpoints.resume_hint(output_dir)}") from None
+    return checkpoints.best_path
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit the configured method and return everything results.json records."""
+    output_dir = Path(cfg.output_dir)
+    check_writable(output_dir)
+    backbone, task, datamodule = build_backbone_and_task(cfg)
+    module = build_method(cfg, backbone, task)
+    module.check_fits(datamodule.longest_sequence())
+    record = RunRecord(output_dir, task=task.name, model=backbone.name, method=module.method_name, seed=cfg.seed)
+    record.describe(module)
+    if cfg.baseline and cfg.test:
+        no_prompt = FrozenBackboneModule(backbone, task.info())
+        (baseline,) = build_trainer(cfg, evaluation=True).test(no_prompt, datamodule=datamodule, verbose=False)
+        record.describe(baseline=as_floats(baseline))
+
+    checkpoints = BestAndLatestCheckpoints(
+        output_dir / "checkpoints", cfg.checkpoint.monitor, cfg.checkpoint.mode, cfg.checkpoint.every_n_train_steps,
+        cfg.checkpoint.get("every_n_minutes"),
+    )
+    tracking = WandbTracking(flat_config(cfg), hydra_overrides())
+    trainer = build_trainer(cfg, [*checkpoints.callbacks, tracking])
+    best = fit(trainer, module, datamodule, checkpoints, cfg.ckpt_path, output_dir)
+    metrics = trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+    if cfg.test:
+        metrics.update(trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0])
+    prompt_path = module.save_prompt(output_dir / "prompt.pt")
+    neighbours_path = write_neighbours(module, output_dir)
+    record.describe(
+        metrics=as_floats(metrics),
+        train_steps=trainer.global_step,
+        prompt_checkpoint=str(prompt_path),
+        best_checkpoint=best,
+        prompt_neighbours=str(neighbours_path) if neighbours_path else None,
+    )
+    if cfg.test and cfg.get("transfer_task") is not None:
+        other = build(cfg.transfer_task, _convert_="all")
+        transfer_data = build_datamodule(cfg, other, backbone, max_train_examples=0)
+        record.describe(transfer={other.name: evaluate_on(module, transfer_data, build_trainer(cfg, evaluation=True))})
+    results = record.finish(write=trainer.is_global_zero)  # under DDP every rank runs train()
+    tracking.finish(results, prompt_path, extra_files=(neighbours_path,) if neighbours_path else ())
+    print_summary(results)
+    return results
+
+
+@hydra_command("train")
+def main(cfg: DictConfig) -> float:
+    """Return the validation score, the number a Hydra sweeper optimises."""
+    return train(cfg)["metrics"]["val/score"]
+
+
+if __name__ == "__main__":
+    main()

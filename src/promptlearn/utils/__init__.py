@@ -1,0 +1,1 @@
+"""Utilities every layer may use: user-facing errors, atomic file writes, where files live."""

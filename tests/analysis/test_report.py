@@ -1,0 +1,166 @@
+"""promptlearn-report: a real tiny multirun feeds the tables and plots; aggregation checked against numpy."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from promptlearn.analysis import collect_runs, suite_average, summarize, to_markdown, write_report
+from promptlearn.analysis.wandb_runs import collect_wandb_runs
+from promptlearn.cli.report import main as report_main
+
+SWEEP = ["model=tiny_t5,tiny_t5_wide", "method=prompt_tuning,model_tuning", "trainer=debug", "baseline=false",
+         "data.max_train_examples=32", "data.max_val_examples=16", "data.max_test_examples=32"]
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory) -> Path:
+    """2 model sizes x 2 methods, trained for real by a Hydra multirun of promptlearn-train."""
+    folder = tmp_path_factory.mktemp("multirun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models: threads only contend on a shared CPU
+    done = subprocess.run([sys.executable, "-m", "promptlearn.cli.train", "-m", *SWEEP, f"hydra.sweep.dir={folder}"],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return folder
+
+
+def image_is_a_plot(path: Path) -> None:
+    pixels = matplotlib.image.imread(path)[..., :3]
+    colours = np.unique((pixels * 255).astype(np.uint8).reshape(-1, 3), axis=0)
+    assert pixels.shape[0] > 300 and pixels.shape[1] > 500
+    assert len(colours) > 20  # lines, markers, text and antialiasing, not a blank canvas
+    assert (pixels.std(axis=(0, 1)) > 0.05).any()
+
+
+@pytest.mark.slow
+def test_a_real_multirun_feeds_the_report(tiny_sweep):
+    written = {p.name for p in map(Path, subprocess_free_report(tiny_sweep))}
+    assert {"runs.csv", "runs.md", "summary.csv", "summary.md", "scaling.png"} <= written
+
+    runs = pd.read_csv(tiny_sweep / "report" / "runs.csv")
+    assert len(runs) == 4
+    assert set(zip(runs["model"], runs["method"])) == {
+        (m, k) for m in ("tiny_t5", "tiny_t5_wide") for k in ("prompt_tuning", "model_tuning")}
+    for results_path in tiny_sweep.rglob("results.json"):  # every number comes from its run's own file
+        results = json.loads(results_path.read_text())
+        row = runs[runs["run"] == str(results_path.parent.relative_to(tiny_sweep))].iloc[0]
+        assert row["test/score"] == pytest.approx(results["metrics"]["test/score"])
+        assert row["trainable_params"] == results["trainable_params"]
+    tuned = runs[runs["method"] == "model_tuning"]
+    assert (tuned["trainable_params"] == tuned["total_params"]).all()
+    sizes = runs.groupby("model")["backbone_params"].min()
+    assert sizes["tiny_t5_wide"] > sizes["tiny_t5"]
+    prompt = runs[runs["method"] == "prompt_tuning"]
+    assert (prompt["backbone_params"] == prompt["total_params"] - prompt["trainable_params"]).all()
+
+    summary = pd.read_csv(tiny_sweep / "report" / "summary.csv")
+    assert len(summary) == 4 and (summary["seeds"] == 1).all()
+    markdown = (tiny_sweep / "report" / "summary.md").read_text().splitlines()
+    assert len(markdown) == 2 + 4 and markdown[0].startswith("| task | model | method |")
+    image_is_a_plot(tiny_sweep / "report" / "scaling.png")
+
+
+def subprocess_free_report(folder: Path) -> list[str]:
+    """The console entry point, called in-process."""
+    from contextlib import redirect_stdout
+    from io import StringIO
+
+    out = StringIO()
+    with redirect_stdout(out):
+        report_main([str(folder)])
+    return out.getvalue().split()
+
+
+def write_run(root: Path, name: str, *, task="rte", model="t5_small_lm_adapt", method="prompt_tuning", seed=0,
+              score=0.5, total=1000, trainable=10, length=100, init="class_label", extra: tuple[str, ...] = ()) -> None:
+    run = root / name
+    (run / ".hydra").mkdir(parents=True)
+    results = {"task": task, "model": model, "method": method, "seed": seed, "trainable_params": trainable,
+               "total_params": total, "train_steps": 5, "wall_time_s": 1.0,
+               "metrics": {"test/score": score, "val/score": score + 0.01}, "baseline": {"test/score": 0.3}}
+    (run / "results.json").write_text(json.dumps(results))
+    config = {"experiment_name": "lester_scaling", "method": {"prompt_length": length, "init": init},
+              "optimizer": {"lr": 0.3}, "data": {"batch_size": 32}, "trainer": {"max_steps": 30000}}
+    OmegaConf.save(OmegaConf.create(config), run / ".hydra" / "config.yaml")
+    overrides = [f"model={model}", f"task={task}", f"seed={seed}", "experiment=lester_scaling", *extra]
+    OmegaConf.save(OmegaConf.create(overrides), run / ".hydra" / "overrides.yaml")
+
+
+def test_seeds_collapse_into_mean_and_std_per_setting(tmp_path):
+    scores = {0: 0.61, 1: 0.65, 2: 0.70}
+    for seed, score in scores.items():
+        write_run(tmp_path, f"a{seed}", seed=seed, score=score)
+        write_run(tmp_path, f"b{seed}", seed=seed, score=score - 0.2, extra=("method.init_range=0.1",))
+    summary = summarize(collect_runs(tmp_path), "test/score")
+    assert len(summary) == 2  # the init_range override is a setting of its own, not another seed
+    plain = summary[summary["variant"] == ""].iloc[0]
+    assert plain["seeds"] == 3
+    assert plain["test/score mean"] == pytest.approx(np.mean(list(scores.values())))
+    assert plain["test/score std"] == pytest.approx(np.std(list(scores.values()), ddof=1))
+
+
+def test_tasks_average_into_a_suite_score_only_when_complete(tmp_path):
+    for seed in (0, 1):
+        for task, score in (("rte", 0.6), ("cb", 0.8)):
+            write_run(tmp_path, f"{task}{seed}", task=task, seed=seed, score=score + seed / 10, extra=(f"task={task}",))
+    write_run(tmp_path, "lonely", task="rte", model="t5_base_lm_adapt", score=0.9, total=5000)  # no cb run
+    table = suite_average(collect_runs(tmp_path), "test/score")
+    assert table["task"].unique().tolist() == ["average"] and table["model"].unique().tolist() == ["t5_small_lm_adapt"]
+    assert table.sort_values("seed")["test/score"].tolist() == pytest.approx([0.7, 0.8])
+
+
+def test_ablation_sweeps_plot_length_and_init(tmp_path):
+    for model, total in (("t5_small_lm_adapt", 60e6), ("t5_base_lm_adapt", 220e6)):
+        for length in (1, 20, 100):
+            for seed in (0, 1):
+                write_run(tmp_path, f"{model}-{length}-{seed}", model=model, total=int(total), length=length, seed=seed,
+                          score=0.5 + length / 1000 + seed / 100, trainable=length * 8)
+        for init in ("random_uniform", "sampled_vocab"):
+            write_run(tmp_path, f"{model}-{init}", model=model, total=int(total), init=init, score=0.55)
+    written = {p.name for p in write_report(collect_runs(tmp_path), tmp_path / "report")}
+    assert {"scaling.png", "prompt_length.png", "init.png"} <= written
+    for name in ("scaling.png", "prompt_length.png", "init.png"):
+        image_is_a_plot(tmp_path / "report" / name)
+
+
+def test_wandb_runs_give_the_same_rows_as_local_files(tmp_path):
+    write_run(tmp_path, "run", seed=2, score=0.75, extra=("method.init_range=0.1",))
+    local = collect_runs(tmp_path).iloc[0]
+    config = {"model/name": "t5_small_lm_adapt", "task/name": "rte", "method/name": "prompt_tuning", "seed": 2,
+              "experiment_name": "lester_scaling", "method/prompt_length": 100, "method/init": "class_label",
+              "optimizer/lr": 0.3, "data/batch_size": 32, "trainer/max_steps": 30000,
+              "run/overrides": ["model=t5_small_lm_adapt", "task=rte", "seed=2", "method.init_range=0.1"]}
+    summary = {"final/test/score": 0.75, "final/val/score": 0.76, "baseline/test/score": 0.3, "test/score": {"last": 0.75},
+               "params/total": 1000, "params/trainable": 10, "trainer/global_step": 5}
+    api = SimpleNamespace(runs=lambda path, filters: [SimpleNamespace(config=config, summary_metrics=summary,
+                                                                      path=["team", "promptlearn", "abc"])])
+    remote = collect_wandb_runs("team/promptlearn", group="lester_scaling", api=api).iloc[0]
+    for column in ("task", "model", "method", "seed", "prompt_length", "init", "lr", "variant", "backbone_params",
+                   "test/score", "val/score", "baseline/test/score", "experiment"):
+        assert remote[column] == local[column], column
+
+
+def test_markdown_tables_need_no_extra_dependency():
+    table = pd.DataFrame({"model": ["a|b", "c"], "score": [0.51234, float("nan")], "params": [1000.0, 2.0]})
+    assert to_markdown(table, digits=3).splitlines() == [
+        "| model | score | params |", "|---|---:|---:|", "| a\\|b | 0.512 | 1000 |", "| c |  | 2 |"]
+
+
+def test_bad_input_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        report_main([str(tmp_path / "missing")])
+    assert exit_info.value.code == 2 and "is not a folder" in capsys.readouterr().err
+    write_run(tmp_path, "run")
+    with pytest.raises(SystemExit):
+        report_main([str(tmp_path), "--metric", "test/f1"])
+    assert "no run recorded 'test/f1'; choose one of ['test/score', 'val/score']" in capsys.readouterr().err

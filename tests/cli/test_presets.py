@@ -1,0 +1,144 @@
+"""Experiment, launcher and search presets: they expand to the papers' grids and every sweep point composes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from promptlearn.utils.paths import config_dir
+
+LM_ADAPT = [f"t5_{size}_lm_adapt" for size in ("small", "base", "large", "xl", "xxl")]
+SUPERGLUE = ["boolq", "cb", "copa", "multirc", "record", "rte", "wic", "wsc"]
+
+
+def hydra_compose(*overrides: str):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=True)
+
+
+def sweep_axes(experiment: str) -> dict[str, list[str]]:
+    params = hydra_compose(f"experiment={experiment}").hydra.sweeper.params
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    return {o.get_key_element(): list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()] for o in parsed}
+
+
+def sweep_jobs(experiment: str) -> list[list[str]]:
+    params = hydra_compose(f"experiment={experiment}").hydra.sweeper.params
+    overrides = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    (batch,) = BasicSweeper.split_arguments(overrides, None)
+    return batch
+
+
+def covering_jobs(experiment: str) -> list[list[str]]:
+    """A few sweep points that between them take every value of every axis."""
+    axes = sweep_axes(experiment)
+    return [[f"{k}={v[i % len(v)]}" for k, v in axes.items()] for i in range(max(map(len, axes.values())))]
+
+
+@pytest.mark.parametrize(("experiment", "runs"), [
+    ("lester_scaling", 5 * 3 * 8 * 3), ("ablation_prompt_length", 5 * 5 * 8 * 3),
+    ("ablation_init", 5 * 3 * 8 * 3), ("domain_transfer", 2 * 2 * 3),
+])
+def test_experiments_expand_to_the_papers_grids(experiment, runs):
+    axes = sweep_axes(experiment)
+    assert len(sweep_jobs(experiment)) == runs
+    assert axes["seed"] == ["0", "1", "2"]
+    if experiment != "domain_transfer":
+        assert axes["model"] == LM_ADAPT and axes["task"] == SUPERGLUE
+    expected = {
+        "lester_scaling": ("experiment/lester_method", ["prompt_tuning", "model_tuning", "prompt_design"]),
+        "ablation_prompt_length": ("method.prompt_length", ["1", "5", "20", "100", "150"]),
+        "ablation_init": ("method.init", ["random_uniform", "sampled_vocab", "class_label"]),
+        "domain_transfer": ("experiment/transfer", ["qqp_to_mrpc", "mrpc_to_qqp"]),
+    }[experiment]
+    assert [str(v) for v in axes[expected[0]]] == expected[1]
+
+
+@pytest.mark.parametrize("experiment", ["lester_scaling", "ablation_prompt_length", "ablation_init", "domain_transfer"])
+def test_every_axis_value_composes_with_lesters_settings(experiment):
+    for job in covering_jobs(experiment):
+        cfg = hydra_compose(f"experiment={experiment}", *job)
+        chosen = dict(o.split("=", 1) for o in job)
+        method = cfg.hydra.runtime.choices.method
+        assert cfg.experiment_name == experiment
+        assert cfg.optimizer._target_.endswith("Adafactor") and cfg.optimizer.decay_rate == -0.8
+        assert cfg.trainer.max_steps == 30000 and cfg.data.batch_size == 32 and cfg.data.max_val_examples is None
+        if method == "prompt_tuning":
+            assert cfg.optimizer.lr == 0.3
+            assert cfg.method.prompt_length == int(chosen.get("method.prompt_length", 100))
+            assert cfg.method.init == chosen.get("method.init", "class_label")
+        elif method == "model_tuning":
+            assert cfg.optimizer.lr == 0.001
+        if experiment == "domain_transfer":
+            assert {cfg.task.name, cfg.transfer_task.name} == {"qqp", "mrpc"}
+        else:
+            assert cfg.model.name == chosen["model"] and cfg.task.name == chosen["task"]
+        sweep = OmegaConf.to_container(cfg.hydra.sweep)  # run folders: multirun/<experiment>/<time>/<num>_<task>_...
+        assert sweep["dir"].startswith("multirun/${experiment_name}/")
+        assert sweep["subdir"] == "${hydra.job.num}_${task.name}_${model.name}_${hydra:runtime.choices.method}_seed${seed}"
+
+
+def test_a_sweep_axis_can_be_narrowed_on_the_command_line():
+    params = hydra_compose("experiment=ablation_init").hydra.sweeper.params
+    parser = OverridesParser.create()
+    overrides = parser.parse_overrides([*(f"{k}={v}" for k, v in params.items()), "model=tiny_t5", "task=rotten_tomatoes"])
+    (jobs,) = BasicSweeper.split_arguments(overrides, None)
+    assert len(jobs) == 3 * 3 and all("model=tiny_t5" in job and "task=rotten_tomatoes" in job for job in jobs)
+
+
+def test_slurm_launcher_preset_extends_the_submitit_plugin():
+    launcher = hydra_compose("hydra/launcher=slurm").hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert launcher.gpus_per_node == 1 and launcher.timeout_min == 2880 and launcher.tasks_per_node == 1
+    plain = hydra_compose("hydra/launcher=submitit_slurm").hydra.launcher
+    assert plain._target_ == launcher._target_
+
+
+def test_optuna_preset_searches_lr_and_length():
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
+    from optuna.distributions import CategoricalDistribution, LogUniformDistribution
+
+    listed = OmegaConf.to_container(OmegaConf.load(Path(config_dir()) / "train.yaml").defaults)
+    defaults = [next(iter(d)) if isinstance(d, dict) else d for d in listed]
+    prefix = "" if "hparams_search" in defaults else "+"
+    cfg = hydra_compose(f"{prefix}hparams_search=optuna", "model=tiny_t5")
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
+    assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+    parsed = {o.get_key_element(): create_optuna_distribution_from_override(o)
+              for o in OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in sweeper.params.items()])}
+    assert isinstance(parsed["optimizer.lr"], LogUniformDistribution)
+    assert (parsed["optimizer.lr"].low, parsed["optimizer.lr"].high) == (1e-4, 1.0)
+    assert isinstance(parsed["method.prompt_length"], CategoricalDistribution)
+    assert list(parsed["method.prompt_length"].choices) == [1, 5, 20, 100]
+
+
+def test_transfer_evaluation_equals_a_prompt_built_for_the_other_task(toy_sentiment):
+    import lightning as L
+
+    from promptlearn.backbones import build_tiny_llama
+    from promptlearn.data.datamodule import TaskDataModule
+    from promptlearn.inference.transfer import evaluate_on
+    from promptlearn.methods.prompt_tuning import PromptTuning
+
+    from conftest import ToySentiment, adamw
+
+    backbone = build_tiny_llama()
+    other = ToySentiment(name="toy_b", template="Q: {text} ?", label_words=(" bad", " good", " meh"))
+    torch.manual_seed(0)
+    trained = PromptTuning(backbone, toy_sentiment.info(), adamw(), prompt_length=3, init="random_uniform", init_range=1.0)
+    reference = PromptTuning(backbone, other.info(), adamw(), prompt_length=3, init="random_uniform")
+    reference.prompt.data.copy_(trained.prompt.data)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    transferred = evaluate_on(trained, TaskDataModule(other, backbone, eval_batch_size=8, max_train_examples=0), trainer)
+    expected = trainer.test(reference, datamodule=TaskDataModule(other, backbone, eval_batch_size=8), verbose=False)[0]
+    assert transferred == pytest.approx({k: float(v) for k, v in expected.items()})
+    assert trained.task == toy_sentiment.info()  # the module is its own task's again
