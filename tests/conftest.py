@@ -15,6 +15,7 @@ from omegaconf import DictConfig, open_dict
 
 from promptlearn.backbones import Backbone, build_tiny_llama, build_tiny_t5
 from promptlearn.utils.paths import config_dir
+from promptlearn.cli import resolvers  # noqa: F401  (the config tree's resolvers, as every command registers them)
 from promptlearn.data.tasks import Example, Task
 
 import deprecation_guard
@@ -102,3 +103,28 @@ def compose_train(tmp_path: Path):
 
     yield _compose
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def run_main(monkeypatch, capsys):
+    """Run a console script's ``main`` in this process with ``argv``: its exit status, stdout and stderr."""
+    import subprocess
+    import sys
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    def _run(main, *argv: str) -> subprocess.CompletedProcess:
+        monkeypatch.setattr(sys, "argv", ["promptlearn", *argv])
+        GlobalHydra.instance().clear()
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as exit_info:
+            code = exit_info.code
+        finally:
+            GlobalHydra.instance().clear()
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(argv, code, captured.out, captured.err)
+
+    return _run

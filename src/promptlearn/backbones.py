@@ -122,6 +122,16 @@ def _seeded_init(seed: int, build):
         return build()
 
 
+def check_shape(model: str, width: int, num_layers: int, num_heads: int, width_key: str) -> None:
+    """A random model's sizes, refused in one line before anything is built."""
+    for key, value in ((width_key, width), ("num_layers", num_layers), ("num_heads", num_heads)):
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"model.{key} must be an integer of 1 or more, got {value!r}; for example model.{key}=2")
+    if width % num_heads:
+        raise ConfigError(f"model.{width_key}={width} does not split into model.num_heads={num_heads} heads; "
+                          f"choose a multiple of {num_heads} (for {model})")
+
+
 def build_tiny_t5(
     name: str = "tiny_t5",
     seed: int = 0,
@@ -140,6 +150,7 @@ def build_tiny_t5(
     T5.1.1, decoder outputs are not rescaled before the head. ``tie_word_embeddings=False`` gives the
     head a matrix of its own, as T5.1.1 and the LM-adapted checkpoints have.
     """
+    check_shape(name, d_model, num_layers, num_heads, "d_model")
     tokenizer = ByT5Tokenizer()
     config = T5Config(
         vocab_size=len(tokenizer),
@@ -188,6 +199,7 @@ def build_tiny_llama(
     The default ``initializer_range`` is larger than Llama's 0.02 so that the random model's output
     distribution is peaked enough for a prompt to move it (as a pretrained model's is).
     """
+    check_shape(name, hidden_size, num_layers, num_heads, "hidden_size")
     tokenizer = ByT5Tokenizer()
     config = LlamaConfig(
         vocab_size=len(tokenizer),

@@ -83,15 +83,19 @@ def subprocess_free_report(folder: Path) -> list[str]:
 
 def write_run(root: Path, name: str, *, task="rte", model="t5_small_lm_adapt", method="prompt_tuning", seed=0,
               score=0.5, total=1000, trainable=10, length=100, init="class_label", extra: tuple[str, ...] = ()) -> None:
+    """A finished run's folder; ``extra`` overrides (``method.init_range=0.1``) are set in its config too."""
     run = root / name
     (run / ".hydra").mkdir(parents=True)
     results = {"task": task, "model": model, "method": method, "seed": seed, "trainable_params": trainable,
                "total_params": total, "train_steps": 5, "wall_time_s": 1.0,
                "metrics": {"test/score": score, "val/score": score + 0.01}, "baseline": {"test/score": 0.3}}
     (run / "results.json").write_text(json.dumps(results))
-    config = {"experiment_name": "lester_scaling", "method": {"prompt_length": length, "init": init},
-              "optimizer": {"lr": 0.3}, "data": {"batch_size": 32}, "trainer": {"max_steps": 30000}}
-    OmegaConf.save(OmegaConf.create(config), run / ".hydra" / "config.yaml")
+    config = OmegaConf.create({"experiment_name": "lester_scaling", "seed": seed, "method": {"prompt_length": length, "init": init},
+                               "optimizer": {"lr": 0.3}, "data": {"batch_size": 32}, "trainer": {"max_steps": 30000}})
+    for override in extra:
+        key, value = override.split("=", 1)
+        OmegaConf.update(config, key, OmegaConf.create({"v": value}).v if not value.replace(".", "").isdigit() else float(value), force_add=True)
+    OmegaConf.save(config, run / ".hydra" / "config.yaml")
     overrides = [f"model={model}", f"task={task}", f"seed={seed}", "experiment=lester_scaling", *extra]
     OmegaConf.save(OmegaConf.create(overrides), run / ".hydra" / "overrides.yaml")
 
@@ -103,7 +107,8 @@ def test_seeds_collapse_into_mean_and_std_per_setting(tmp_path):
         write_run(tmp_path, f"b{seed}", seed=seed, score=score - 0.2, extra=("method.init_range=0.1",))
     summary = summarize(collect_runs(tmp_path), "test/score")
     assert len(summary) == 2  # the init_range override is a setting of its own, not another seed
-    plain = summary[summary["variant"] == ""].iloc[0]
+    assert "method.init_range" in summary  # and the summary shows it, as the setting that varies
+    plain = summary[summary["method.init_range"].isna()].iloc[0]
     assert plain["seeds"] == 3
     assert plain["test/score mean"] == pytest.approx(np.mean(list(scores.values())))
     assert plain["test/score std"] == pytest.approx(np.std(list(scores.values()), ddof=1))
@@ -137,6 +142,7 @@ def test_wandb_runs_give_the_same_rows_as_local_files(tmp_path):
     write_run(tmp_path, "run", seed=2, score=0.75, extra=("method.init_range=0.1",))
     local = collect_runs(tmp_path).iloc[0]
     config = {"model/name": "t5_small_lm_adapt", "task/name": "rte", "method/name": "prompt_tuning", "seed": 2,
+              "method/init_range": 0.1,
               "experiment_name": "lester_scaling", "method/prompt_length": 100, "method/init": "class_label",
               "optimizer/lr": 0.3, "data/batch_size": 32, "trainer/max_steps": 30000,
               "run/overrides": ["model=t5_small_lm_adapt", "task=rte", "seed=2", "method.init_range=0.1"]}
@@ -145,7 +151,7 @@ def test_wandb_runs_give_the_same_rows_as_local_files(tmp_path):
     api = SimpleNamespace(runs=lambda path, filters: [SimpleNamespace(config=config, summary_metrics=summary,
                                                                       path=["team", "promptlearn", "abc"])])
     remote = collect_wandb_runs("team/promptlearn", group="lester_scaling", api=api).iloc[0]
-    for column in ("task", "model", "method", "seed", "prompt_length", "init", "lr", "variant", "backbone_params",
+    for column in ("task", "model", "method", "seed", "prompt_length", "init", "lr", "setting", "backbone_params",
                    "test/score", "val/score", "baseline/test/score", "experiment"):
         assert remote[column] == local[column], column
 
@@ -164,3 +170,97 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         report_main([str(tmp_path), "--metric", "test/f1"])
     assert "no run recorded 'test/f1'; choose one of ['test/score', 'val/score']" in capsys.readouterr().err
+
+
+def test_a_trainer_axis_is_two_settings_not_two_seeds(tmp_path):
+    for number, clip in enumerate(("0.001", "10.0")):
+        write_run(tmp_path, f"{number}_clip", score=0.5 + number / 10, extra=(f"trainer.gradient_clip_val={clip}",))
+    summary = summarize(collect_runs(tmp_path), "test/score")
+    assert len(summary) == 2 and (summary["seeds"] == 1).all()
+    assert sorted(summary["trainer.gradient_clip_val"]) == [0.001, 10.0]
+
+
+def test_a_half_finished_sweep_names_its_missing_jobs(tmp_path, caplog):
+    write_run(tmp_path, "0_done")
+    (tmp_path / "1_running" / ".hydra").mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create({"seed": 1}), tmp_path / "1_running" / ".hydra" / "config.yaml")
+    with caplog.at_level("WARNING"):
+        runs = collect_runs(tmp_path)
+    assert runs.attrs["missing"] == ["1_running"] and "1_running" in caplog.text
+    write_report(runs, tmp_path / "report")
+    assert "1 jobs have no results.json yet: 1_running" in (tmp_path / "report" / "summary.md").read_text()
+
+
+def test_figures_come_as_png_and_pdf(tmp_path):
+    for method, score in (("prompt_tuning", 0.8), ("prefix_tuning", 0.7)):
+        for seed in (0, 1):
+            write_run(tmp_path, f"{method}{seed}", method=method, seed=seed, score=score + seed / 50)
+    written = {p.name for p in write_report(collect_runs(tmp_path), tmp_path / "report")}
+    assert {"methods.png", "methods.pdf"} <= written
+    image_is_a_plot(tmp_path / "report" / "methods.png")
+    assert (tmp_path / "report" / "methods.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_style_words_percentages_and_ticks():
+    from promptlearn.analysis import style
+
+    assert style.metric_label("test/score") == "Test score"
+    assert style.metric_label("val/f1_macro") == "Validation F1 macro"
+    assert sorted(["len 16", "len 2", "len 100"], key=style.natural_key) == ["len 2", "len 16", "len 100"]
+    fig, ax = style.figure()
+    ax.plot([1, 5, 20, 100, 150], [0.5, 0.6, 0.7, 0.72, 0.71])
+    style.log_axis(ax, [1, 5, 20, 100, 150])
+    style.percent_axis(ax, [0.5, 0.72])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "5", "20", "100", "150"]
+    assert len(ax.xaxis.get_minor_locator().tick_values(1, 150)) == 0
+    assert ax.yaxis.get_major_formatter()(0.5, 0).endswith("%")
+    assert style.spread_note([3, 3]) == "mean ± 1 std over 3 seeds"
+
+
+def test_an_optuna_search_is_reported_by_trial(tmp_path):
+    for trial, (lr, score) in enumerate(((0.0030958233423849, 0.6), (0.031, 0.75), (0.3, 0.55))):
+        write_run(tmp_path, f"{trial}_trial", score=score, extra=(f"optimizer.lr={lr}",))
+    (tmp_path / "optimization_results.yaml").write_text("name: optuna\nbest_params: {optimizer.lr: 0.031}\n")
+    from promptlearn.analysis.report import is_search
+
+    assert is_search(tmp_path)
+    written = {p.name for p in write_report(collect_runs(tmp_path), tmp_path / "report", search=True)}
+    assert {"trials.csv", "trials.md", "trials.png", "trials.pdf"} <= written
+    trials = pd.read_csv(tmp_path / "report" / "trials.csv")
+    assert trials["trial"].tolist() == [0, 1, 2] and trials["lr"].tolist() == [0.0031, 0.031, 0.3]
+    assert (tmp_path / "report" / "trials.md").read_text().startswith("Best trial: 1, val/score = 0.7600")
+
+
+def test_wandb_report_without_credentials_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "none"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(SystemExit) as exit_info:
+        report_main(["--wandb", "team/promptlearn", "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: reading runs from W&B needs a login")
+
+
+@pytest.mark.slow
+def test_a_sweep_with_a_trainer_axis_reports_every_setting_with_its_seeds(tmp_path):
+    """2 methods x 2 lengths x 2 seeds x 2 gradient clips, trained for real: 8 settings of 2 seeds each."""
+    sweep = ["model=tiny_llama", "method=prompt_tuning,p_tuning", "method.prompt_length=2,8", "seed=0,1",
+             "trainer.gradient_clip_val=0.5,5.0", "trainer=debug", "data.max_train_examples=16",
+             "data.max_val_examples=8", "data.max_test_examples=16"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "promptlearn.cli.train", "-m", *sweep, f"hydra.sweep.dir={tmp_path}"],
+                          capture_output=True, text=True, timeout=900, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    written = {p.name for p in map(Path, subprocess_free_report(tmp_path))}
+    assert {"summary.md", "prompt_length.png", "prompt_length.pdf", "methods.png"} <= written
+    summary = pd.read_csv(tmp_path / "report" / "summary.csv")
+    assert len(summary) == 8 and (summary["seeds"] == 2).all()
+    assert set(zip(summary["method"], summary["prompt_length"], summary["trainer.gradient_clip_val"])) == {
+        (m, n, c) for m in ("prompt_tuning", "p_tuning") for n in (2, 8) for c in (0.5, 5.0)}
+    runs = collect_runs(tmp_path)
+    for _, row in summary.iterrows():
+        members = runs[(runs["method"] == row["method"]) & (runs["prompt_length"] == row["prompt_length"])
+                       & (runs["config.trainer.gradient_clip_val"] == row["trainer.gradient_clip_val"])]
+        assert row["test/score mean"] == pytest.approx(members["test/score"].mean())
+    image_is_a_plot(tmp_path / "report" / "prompt_length.png")

@@ -262,7 +262,7 @@ def test_msl_weights_follow_maml_plus_plus():
     [
         ({"inner_steps": 0}, "inner_steps must be at least 1"),
         ({"inner_lr": 0.0}, "inner_lr must be positive"),
-        ({"eval_inner_steps": -1}, "eval_inner_steps must be 0 or more"),
+        ({"eval_inner_steps": -1}, "eval_inner_steps must be at least 0"),
         ({"eval_inits": ["class_lable"]}, "Did you mean 'class_label'"),
     ],
 )

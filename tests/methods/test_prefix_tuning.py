@@ -397,3 +397,40 @@ def test_smollm2_forward_equals_hand_inserted_keys_and_values():
         rtol=1e-4,
         atol=1e-4,
     )
+
+
+@pytest.mark.parametrize("reparameterize", [False, True])
+def test_a_prefix_from_words_is_those_words_before_the_input(reparameterize):
+    """Li & Liang's init from real words: a causal LM scores the input after the prefix exactly as after the words."""
+    backbone = build_tiny_llama()
+    words = " good bad"
+    ids = backbone.tokenizer(words, add_special_tokens=False)["input_ids"]
+    module = PrefixTuning(backbone, ToySentiment().info(), adamw(), prefix_length=len(ids), init="text",
+                          init_text=words, reparameterize=reparameterize, prefix_dropout=0.0).eval()
+    text = backbone.tokenizer(" so good =>", add_special_tokens=False)["input_ids"]
+    batch = torch.tensor([text])
+    with torch.no_grad():
+        ours = module.model(**module.model_inputs(batch, torch.ones_like(batch))).logits
+        alone = backbone.model(input_ids=torch.tensor([ids + text])).logits[:, len(ids):]
+    tolerance = 1e-5 if not reparameterize else 1e-3  # the MLP is fitted to the words' keys and values
+    torch.testing.assert_close(ours, alone, rtol=tolerance, atol=tolerance)
+
+
+def test_a_t5_prefix_from_words_starts_at_their_keys_and_values():
+    backbone = build_tiny_t5()
+    task = ToySentiment()
+    module = PTuningV2(backbone, task.info(), adamw(), prefix_length=3, init="class_label").eval()
+    ids = backbone.tokenizer("".join(task.label_words), add_special_tokens=False)["input_ids"][:3]
+    encoder = backbone.model.get_encoder()
+    with torch.no_grad():  # independently: each encoder layer's key projection of its (normed) input states
+        states = encoder(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+        layered = module.stacks["encoder"].unflatten(module.prefixes["encoder"])
+        for i, block in enumerate(encoder.block):
+            normed = block.layer[0].layer_norm(states[i])
+            keys = block.layer[0].SelfAttention.k(normed)[0].view(3, -1, backbone.model.config.d_kv).transpose(0, 1)
+            torch.testing.assert_close(layered[i, 0], keys, rtol=1e-5, atol=1e-5)
+
+
+def test_an_unknown_prefix_init_is_one_line():
+    with pytest.raises(ConfigError, match="unknown prefix init"):
+        PrefixTuning(build_tiny_llama(), ToySentiment().info(), adamw(), prefix_length=2, init="words")

@@ -94,3 +94,14 @@ def test_command_without_a_backbone_says_how_to_name_one(tmp_path, capsys):
     with pytest.raises(SystemExit):
         interpret_main([str(tmp_path / "p.pt"), "--model", "tiny_llama"])  # another backbone: refused
     assert "load it with model=tiny_t5" in capsys.readouterr().err
+
+
+def test_special_tokens_are_no_neighbours_unless_asked_for():
+    backbone = build_tiny_t5()
+    embeddings = backbone.model.get_input_embeddings().weight.detach()
+    special = [backbone.tokenizer.pad_token_id, backbone.tokenizer.eos_token_id]
+    prompt = embeddings[special]  # rows that are the special tokens' own embeddings
+    plain = nearest_tokens(prompt, embeddings, backbone.tokenizer, k=3)
+    assert all(n.token_id not in backbone.tokenizer.all_special_ids for row in plain for n in row)
+    with_special = nearest_tokens(prompt, embeddings, backbone.tokenizer, k=3, include_special=True)
+    assert [row[0].token_id for row in with_special] == special

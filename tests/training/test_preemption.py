@@ -86,3 +86,30 @@ def test_a_bad_requeue_signal_name_is_refused(monkeypatch):
     for key in SLURM_ENV:
         monkeypatch.delenv(key)
     assert cluster_plugins(OmegaConf.create({"slurm": {"requeue_signal": "SIGUSR1"}})) == []
+
+
+@pytest.mark.slow
+def test_the_submitit_launcher_checkpoints_requeues_and_the_requeued_job_resumes_exactly(tmp_path):
+    """The chain our SLURM preset runs, on submitit's local executor: the job's own launcher owns the requeue
+    signal; the run checkpoints at the end of its step, submitit requeues the job, and the rerun resumes."""
+    unbroken = train(tmp_path / "unbroken", env={})
+    assert unbroken.returncode == 0, unbroken.stderr[-3000:]
+
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    launched = subprocess.run(
+        [sys.executable, "-m", "promptlearn.cli.train", "-m", "hydra/launcher=submitit_local",
+         "hydra.launcher.timeout_min=20", f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=job",
+         *RUN, *SETUP, "+callbacks.preempt._target_=fault_injection.SignalAtStep", "+callbacks.preempt.step=6"],
+        capture_output=True, text=True, timeout=900, env=env,
+    )
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    logs = "\n".join(p.read_text() for p in (sweep / ".submitit").rglob("*_log.*"))
+    assert "Requeued job" in logs  # submitit requeued it, after our checkpoint
+    assert "resuming from" in logs and "preempted.ckpt" in logs
+    job = sweep / "job"
+    assert not (job / "checkpoints" / "preempted.ckpt").exists()  # finished: nothing left to resume from
+    expected, resumed = final_state(tmp_path / "unbroken"), final_state(job)
+    assert resumed.keys() == expected.keys()
+    for name, tensor in expected.items():
+        assert torch.equal(resumed[name], tensor), name

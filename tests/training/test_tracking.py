@@ -107,6 +107,8 @@ def test_a_tracked_run_is_chartable_carries_its_prompt_and_closes(compose_train,
     assert metrics["val/*"].step_metric == "trainer/global_step"
     assert metrics["val/*"].summary.max and metrics["val/*"].summary.last
     assert metrics["train/loss"].summary.min and metrics["test/*"].summary.last
+    assert metrics["val/loss"].summary.min and not metrics["val/loss"].summary.max  # a loss keeps its lowest
+    assert metrics["val/score"].summary.max  # the monitor keeps its best (checkpoint.mode)
     assert "params/backbone" in metrics
 
     summary = {}
@@ -114,6 +116,7 @@ def test_a_tracked_run_is_chartable_carries_its_prompt_and_closes(compose_train,
         summary.update({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in update.update})
     assert summary["params/backbone"] == results["total_params"] - results["trainable_params"]
     assert summary["final/test/score"] == pytest.approx(results["metrics"]["test/score"])
+    assert summary["best/test/score"] == pytest.approx(results["metrics"]["test/score"])
 
     artifacts = {a.type: a for a in by_type(records, "artifact")}
     files = {c.path: c.size for c in artifacts["prompt"].manifest.contents}

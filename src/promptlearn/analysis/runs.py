@@ -1,12 +1,18 @@
 """Gather the ``results.json`` of every run under a folder into one tidy table: one row per run.
 
-A row holds what the run recorded (task, model, method, seed, parameter counts, every final metric,
-the no-prompt baseline) and the settings a sweep varies, read from the run's ``.hydra/config.yaml``
-and ``.hydra/overrides.yaml`` where they exist.
+A row holds what the run recorded (task, model, method, seed, parameter counts, steps, wall time,
+every final metric, the no-prompt baseline) and every setting of its composed config
+(``.hydra/config.yaml``), flat, as ``method.prompt_length``, ``trainer.gradient_clip_val``, ....
+
+Two runs are seeds of one setting only when their composed configs are equal apart from the seed
+and what only says where things go or how often they are saved (:data:`NOT_A_SETTING`): the
+``setting`` column is a digest of the rest. A sweep over ``trainer.gradient_clip_val=0.001,10.0`` is
+two settings, whatever the command line looked like.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Iterable, Mapping
@@ -20,20 +26,40 @@ from promptlearn.utils.errors import DataError
 
 log = logging.getLogger(__name__)
 
-# Table column -> config key; the settings sweeps in this project vary.
-CONFIG_COLUMNS: dict[str, str] = {
-    "experiment": "experiment_name",
-    "prompt_length": "method.prompt_length",
-    "init": "method.init",
-    "lr": "optimizer.lr",
-    "batch_size": "data.batch_size",
-    "max_steps": "trainer.max_steps",
-}
 RUN_COLUMNS = ["task", "model", "method", "seed", "trainable_params", "total_params", "train_steps", "wall_time_s"]
-# Overrides that never tell two settings apart (seeds are what a summary averages over).
-IGNORED_OVERRIDES = (
-    "seed", "hydra.", "hydra/", "output_dir", "logger", "trainer", "experiment", "ckpt_path", "hparams_search", "baseline",
+# Short names for the settings the plots are drawn against.
+ALIASES = {"prompt_length": "method.prompt_length", "init": "method.init", "lr": "optimizer.lr",
+           "experiment": "experiment_name"}
+# Config keys (or prefixes) that never make two runs different settings.
+NOT_A_SETTING = (
+    "seed", "output_dir", "ckpt_path", "logger.", "slurm.", "callbacks.", "hydra.", "baseline", "test",
+    "checkpoint.every_n_train_steps", "checkpoint.every_n_minutes", "data.num_workers", "data.eval_batch_size",
+    "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps", "model.cache_dir",
+    "sweep_resume",
 )
+CONFIG_PREFIX = "config."
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"method": {"prompt_length": 20}}`` -> ``{"method.prompt_length": 20}``; lists become tuples."""
+    if isinstance(tree, Mapping):
+        flat: dict[str, Any] = {}
+        for key, value in tree.items():
+            flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    if isinstance(tree, (list, tuple)):
+        return {prefix: json.dumps(list(tree), sort_keys=True, default=str)}
+    return {prefix: tree}
+
+
+def is_setting(key: str) -> bool:
+    return not any(key == skip or key.startswith(skip) for skip in NOT_A_SETTING)
+
+
+def setting_digest(config: Mapping[str, Any]) -> str:
+    """What makes a setting: every config value but the seed and where-things-go, as a short digest."""
+    identity = {k: v for k, v in sorted(config.items()) if is_setting(k)}
+    return hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 def backbone_params(total: float, trainable: float) -> float:
@@ -41,47 +67,31 @@ def backbone_params(total: float, trainable: float) -> float:
     return total - trainable if trainable < total else total
 
 
-def variant(overrides: Iterable[str]) -> str:
-    """The overrides that set what no table column shows, sorted; the seed is left out.
-
-    Runs that differ only by seed share a variant, and runs that differ in a setting without a column
-    of its own (``method.init_range=0.1``, say) do not.
-    """
-    shown = {"model", "task", "method", *CONFIG_COLUMNS.values()}
-    kept = []
-    for override in overrides:
-        override = override.lstrip("+~")
-        key = override.split("=", 1)[0]
-        if key not in shown and not key.startswith(IGNORED_OVERRIDES):
-            kept.append(override)
-    return ",".join(sorted(kept))
-
-
-def make_row(results: Mapping[str, Any], config: Mapping[str, Any], overrides: Iterable[str], source: str) -> dict[str, Any]:
-    """One table row from a run's results, its (flat) config and its command-line overrides."""
+def make_row(results: Mapping[str, Any], config: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """One table row from a run's results and its flat config."""
     missing = {"task", "model", "method", "metrics"} - set(results)
     if missing:
         raise DataError(f"{source} lacks {sorted(missing)}; is it a promptlearn results.json?")
     row: dict[str, Any] = {"run": source}
     row.update({key: results.get(key) for key in RUN_COLUMNS})
-    row.update({column: config.get(key) for column, key in CONFIG_COLUMNS.items()})
+    row.update({alias: config.get(key) for alias, key in ALIASES.items()})
     if row["total_params"] is not None and row["trainable_params"] is not None:
         row["backbone_params"] = backbone_params(row["total_params"], row["trainable_params"])
-    row["variant"] = variant(overrides)
+    row["setting"] = setting_digest({**config, "task.name": results["task"], "model.name": results["model"],
+                                     "method.name": results["method"]})
     row.update({key: float(value) for key, value in results["metrics"].items()})
     row.update({f"baseline/{key}": float(value) for key, value in results.get("baseline", {}).items()})
     for task, metrics in results.get("transfer", {}).items():  # zero-shot evaluation on other tasks
         row.update({f"transfer/{task}/{key}": float(value) for key, value in metrics.items()})
+    row.update({CONFIG_PREFIX + key: value for key, value in config.items()})
     return row
 
 
-def flat_config(path: Path) -> dict[str, Any]:
-    """The values of ``CONFIG_COLUMNS`` in a saved Hydra config; interpolations are left unresolved."""
+def saved_config(path: Path) -> dict[str, Any]:
+    """A run's composed config, flat; interpolations Hydra resolved at run time are left as written."""
     if not path.is_file():
         return {}
-    config = OmegaConf.load(path)
-    return {key: OmegaConf.select(config, key, default=None, throw_on_resolution_failure=False)
-            for key in CONFIG_COLUMNS.values()}
+    return flatten(OmegaConf.to_container(OmegaConf.load(path), resolve=False))
 
 
 def run_row(results_path: Path, name: str) -> dict[str, Any]:
@@ -89,22 +99,41 @@ def run_row(results_path: Path, name: str) -> dict[str, Any]:
         results = json.loads(results_path.read_text())
     except json.JSONDecodeError as err:
         raise DataError(f"{results_path} is not valid JSON ({err.msg}); delete it or rerun that job") from None
-    hydra_dir = results_path.parent / ".hydra"
-    overrides_path = hydra_dir / "overrides.yaml"
-    overrides = list(OmegaConf.load(overrides_path)) if overrides_path.is_file() else []
-    return make_row(results, flat_config(hydra_dir / "config.yaml"), overrides, name)
+    return make_row(results, saved_config(results_path.parent / ".hydra" / "config.yaml"), name)
+
+
+def job_folders(root: Path) -> list[Path]:
+    """Every run folder under ``root``: those Hydra started (``.hydra/``) and those that finished (``results.json``)."""
+    started = {p.parent.parent for p in root.rglob(".hydra/config.yaml")}
+    finished = {p.parent for p in root.rglob("results.json")}
+    return sorted(started | finished)
 
 
 def collect_runs(root: str | Path) -> pd.DataFrame:
     """Every ``results.json`` under ``root`` (a multirun folder, or several), one row each, in path order.
 
-    The ``run`` column names each run's folder relative to ``root``.
+    The ``run`` column names each run's folder relative to ``root``. Jobs that started but have no
+    ``results.json`` are named in a warning and in the table's ``attrs["missing"]``.
     """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root} is not a folder; pass a sweep folder such as multirun/<date>_<time>")
-    paths = sorted(root.rglob("results.json"))
-    if not paths:
+    folders = job_folders(root)
+    done = [f for f in folders if (f / "results.json").is_file()]
+    missing = [str(f.relative_to(root)) for f in folders if f not in done]
+    if not done:
         raise DataError(f"no results.json under {root}; has the sweep finished a run?")
-    log.info("read %d runs under %s", len(paths), root)
-    return pd.DataFrame([run_row(path, str(path.parent.relative_to(root))) for path in paths])
+    if missing:
+        log.warning("%s: %d of %d jobs have no results.json yet (unfinished or failed): %s", root, len(missing),
+                    len(folders), ", ".join(missing))
+    log.info("read %d runs under %s", len(done), root)
+    table = pd.DataFrame([run_row(f / "results.json", str(f.relative_to(root))) for f in done])
+    table.attrs["missing"] = missing
+    return table
+
+
+def combine(tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    tables = list(tables)
+    combined = pd.concat(tables, ignore_index=True)
+    combined.attrs["missing"] = [m for t in tables for m in t.attrs.get("missing", [])]
+    return combined

@@ -12,7 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from promptlearn.analysis.runs import CONFIG_COLUMNS, make_row
+from promptlearn.analysis.runs import flatten, make_row
+from promptlearn.utils.environment import wandb_has_credentials
 from promptlearn.utils.errors import DataError
 
 # summary keys -> results.json keys
@@ -40,9 +41,9 @@ def row_from_wandb(config: Mapping[str, Any], summary: Mapping[str, Any], name: 
         "train_steps": summary.get("trainer/global_step"),
         **{ours: summary.get(theirs) for theirs, ours in _PARAMS.items()},
     }
-    flat = {key: config.get(key.replace(".", "/")) for key in CONFIG_COLUMNS.values()}
-    overrides = config.get("run/overrides") or []
-    return make_row(results, flat, overrides, name)
+    flat = flatten({key.replace("/", "."): value for key, value in config.items()
+                    if not key.startswith(("run/", "method/name"))})
+    return make_row(results, flat, name)
 
 
 def collect_wandb_runs(project: str, group: str | None = None, api: Any = None) -> pd.DataFrame:
@@ -50,6 +51,9 @@ def collect_wandb_runs(project: str, group: str | None = None, api: Any = None) 
     if api is None:
         import wandb
 
+        if not wandb_has_credentials():
+            raise DataError("reading runs from W&B needs a login: run `wandb login` or set WANDB_API_KEY, "
+                            "or report local sweep folders instead")
         api = wandb.Api()
     filters: dict[str, Any] = {"state": "finished"}
     if group is not None:

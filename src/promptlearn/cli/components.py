@@ -140,6 +140,14 @@ def count_parameters(module: nn.Module) -> dict[str, int]:
     }
 
 
+def requeue_signal(cfg: DictConfig) -> int:
+    """The signal a cluster sends before a time limit or a preemption (``slurm.requeue_signal``)."""
+    name = str((cfg.get("slurm") or {}).get("requeue_signal", "SIGUSR2"))
+    if not hasattr(signal, name) or not name.startswith("SIG"):
+        raise ConfigError(f"slurm.requeue_signal must name a signal such as SIGUSR1 or SIGUSR2, got {name!r}")
+    return getattr(signal, name)
+
+
 def cluster_plugins(cfg: DictConfig) -> list[Any]:
     """On SLURM: Lightning's requeue on the signal that comes before the time limit or a preemption.
 
@@ -149,10 +157,8 @@ def cluster_plugins(cfg: DictConfig) -> list[Any]:
     settings = cfg.get("slurm") or {}
     if not SLURMEnvironment.detect():
         return []
-    name = str(settings.get("requeue_signal", "SIGUSR2"))
-    if not hasattr(signal, name) or not name.startswith("SIG"):
-        raise ConfigError(f"slurm.requeue_signal must name a signal such as SIGUSR1 or SIGUSR2, got {name!r}")
-    return [SLURMEnvironment(auto_requeue=bool(settings.get("auto_requeue", True)), requeue_signal=getattr(signal, name))]
+    signum = requeue_signal(cfg)
+    return [SLURMEnvironment(auto_requeue=bool(settings.get("auto_requeue", True)), requeue_signal=signum)]
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[Callback] = (), evaluation: bool = False, **kwargs: Any) -> L.Trainer:

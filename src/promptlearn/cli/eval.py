@@ -13,9 +13,11 @@ from omegaconf import DictConfig
 
 from promptlearn.cli.components import build_backbone_and_task, build_method, build_trainer
 from promptlearn.cli.results import RunRecord, as_floats
+from promptlearn.cli.resume import override_value
 from promptlearn.cli.run import hydra_command
 from promptlearn.methods.base import FrozenBackboneModule
 from promptlearn.prompts.checkpoint import read_prompt
+from promptlearn.training.predictions import PredictionsWriter
 from promptlearn.utils.errors import ConfigError
 
 
@@ -24,8 +26,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         if split not in ("validation", "test"):
             raise ConfigError(f"splits may hold 'validation' and 'test', not '{split}'")
     backbone, task, datamodule = build_backbone_and_task(cfg)
-    if cfg.prompt is None:
-        module: FrozenBackboneModule = FrozenBackboneModule(backbone, task.info())
+    if cfg.prompt is None and cfg.get("untrained"):
+        module: FrozenBackboneModule = build_method(cfg, backbone, task)  # as initialised with this seed
+    elif cfg.prompt is None:
+        module = FrozenBackboneModule(backbone, task.info())
     else:
         hparams = read_prompt(cfg.prompt)["hparams"]
         module = build_method(cfg, backbone, task, **hparams)
@@ -34,18 +38,26 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     record = RunRecord(Path(cfg.output_dir), task=task.name, model=backbone.name, method=module.method_name, seed=cfg.seed)
     record.describe(module, prompt_checkpoint=cfg.prompt)
 
-    trainer = build_trainer(cfg, evaluation=True)
+    trainer = build_trainer(cfg, [PredictionsWriter(cfg.output_dir)], evaluation=True)
     metrics: dict[str, float] = {}
     for split in cfg.splits:
         run = trainer.validate if split == "validation" else trainer.test
         metrics.update(as_floats(run(module, datamodule=datamodule, verbose=False)[0]))
-    results = record.finish(metrics=metrics)
+    results = record.finish(metrics=metrics, examples=datamodule.split_sizes())
     for key, value in sorted(metrics.items()):
         print(f"{key}: {value:.4f}")
     return results
 
 
-@hydra_command("eval")
+def method_of_the_prompt(overrides: list[str]) -> list[str]:
+    """``prompt=<file>`` without ``method=``: the method is the one the prompt was trained with."""
+    prompt = override_value(overrides, "prompt")
+    if prompt in (None, "null") or override_value(overrides, "method") is not None:
+        return overrides
+    return [*overrides, f"method={read_prompt(prompt)['method']}"]
+
+
+@hydra_command("eval", complete=method_of_the_prompt)
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)
 

@@ -55,6 +55,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", help="model config name (default: the run's own, from .hydra/config.yaml)")
     parser.add_argument("-k", "--top-k", type=int, default=5, help="neighbours per position (default 5)")
     parser.add_argument("--json", type=Path, help="also write the neighbours to this JSON file")
+    parser.add_argument("--include-special", action="store_true",
+                        help="also show special tokens (padding, BOS/EOS, <extra_id_N>) as neighbours")
     return parser.parse_args(argv)
 
 
@@ -63,7 +65,8 @@ def interpret(args: argparse.Namespace) -> str:
     payload = read_prompt(path)
     backbone: Backbone = build(model_config(path, args.model))
     prompt = input_space_prompt(payload, path, backbone)
-    neighbours = nearest_tokens(prompt, backbone.model.get_input_embeddings().weight, backbone.tokenizer, args.top_k)
+    neighbours = nearest_tokens(prompt, backbone.model.get_input_embeddings().weight, backbone.tokenizer, args.top_k,
+                                include_special=args.include_special)
     if args.json is not None:
         atomic_json_dump(neighbours_table(neighbours), args.json)
     return format_neighbours(neighbours)

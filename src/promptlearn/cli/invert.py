@@ -69,8 +69,8 @@ def invert(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         prompt_file = atomic_write(output_dir / "prompt.txt", lambda handle: handle.write((outcome["prompt"] + "\n").encode()))
         figure = save_prompt_figure(
-            output_dir / "prompt.png", datamodule.images, outcome["prompt"], outcome["similarity"],
-            outcome["per_image_text_similarity"], max_images=cfg.figure_images,
+            output_dir / "prompt.png", datamodule.images, outcome["prompt"], outcome["text_similarity"],
+            outcome["per_image_text_similarity"], ids_similarity=outcome["similarity"], max_images=cfg.figure_images,
         )
         record.describe(prompt_file=str(prompt_file), figure=str(figure))
     results = record.finish(write=trainer.is_global_zero)

@@ -17,11 +17,12 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from promptlearn.cli.components import build, build_episode_data, build_trainer, check_writable
+from promptlearn.cli.components import build, build_episode_data, build_trainer, check_writable, requeue_signal
 from promptlearn.cli.results import RunRecord
 from promptlearn.cli.run import hydra_command
 from promptlearn.meta.maml import MetaPromptTuning
-from promptlearn.training.checkpoints import BestAndLatestCheckpoints, resolve_ckpt_path
+from promptlearn.training.checkpoints import BestAndLatestCheckpoints, checkpoint_step
+from promptlearn.training.csv_log import continue_metrics
 
 log = logging.getLogger("promptlearn")
 
@@ -58,14 +59,18 @@ def meta_train(cfg: DictConfig) -> dict[str, Any]:
 
     validate = bool(pools["meta_val"]) and cfg.episodes.val_episodes > 0
     checkpoints = BestAndLatestCheckpoints(output_dir / "checkpoints", "val/score" if validate else None, "max",
-                                           cfg.checkpoint.every_n_train_steps, cfg.checkpoint.get("every_n_minutes"))
+                                           cfg.checkpoint.every_n_train_steps, cfg.checkpoint.get("every_n_minutes"),
+                                           requeue_signal(cfg))
     trainer = build_trainer(
         cfg,
         checkpoints.callbacks,
         inference_mode=False,  # meta-validation and meta-test adapt prompts with gradients
         **({} if validate else {"limit_val_batches": 0}),
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, checkpoints.directory))
+    resume_from = checkpoints.resume_point(cfg.ckpt_path)
+    continue_metrics(trainer.loggers, checkpoint_step(resume_from) if resume_from else None)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    checkpoints.finished()
     best = checkpoints.best_path
     val_metrics = {key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("val/")}
     trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)

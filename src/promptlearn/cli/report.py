@@ -12,9 +12,9 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import pandas as pd
-
 from promptlearn.analysis import collect_runs, write_report
+from promptlearn.analysis.report import is_search
+from promptlearn.analysis.runs import combine
 from promptlearn.cli.run import one_line_errors
 from promptlearn.utils.errors import ConfigError
 
@@ -40,7 +40,8 @@ def report(args: argparse.Namespace) -> list[Path]:
 
         tables.append(collect_wandb_runs(args.wandb, group=args.group))
     out = args.out or args.sweeps[0] / "report"
-    return write_report(pd.concat(tables, ignore_index=True), out, metric=args.metric)
+    search = bool(args.sweeps) and all(is_search(folder) for folder in args.sweeps)
+    return write_report(combine(tables), out, metric=args.metric, search=search)
 
 
 @one_line_errors

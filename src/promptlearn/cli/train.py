@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from promptlearn.cli.components import (
     build_method,
     build_trainer,
     check_writable,
+    requeue_signal,
 )
 from promptlearn.cli.results import RunRecord, as_floats
 from promptlearn.cli.run import hydra_command
@@ -31,11 +33,16 @@ from promptlearn.data.datamodule import TaskDataModule
 from promptlearn.inference.transfer import evaluate_on
 from promptlearn.methods.base import FrozenBackboneModule
 from promptlearn.prompts.interpret import write_neighbours
-from promptlearn.training.checkpoints import BestAndLatestCheckpoints, resolve_ckpt_path
+from promptlearn.training.checkpoints import BestAndLatestCheckpoints, checkpoint_step
+from promptlearn.training.csv_log import continue_metrics
+from promptlearn.utils.atomic import atomic_json_dump
+from promptlearn.training.predictions import PredictionsWriter
+from promptlearn.training.speed import TrainingSpeed
 from promptlearn.training.tracking import WandbTracking
 from promptlearn.utils.errors import NonFiniteLossError
 
 log = logging.getLogger("promptlearn")
+BASELINE_FILE = "baseline.json"
 
 
 def print_summary(results: dict[str, Any]) -> None:
@@ -51,16 +58,38 @@ def print_summary(results: dict[str, Any]) -> None:
 
 
 def fit(trainer: L.Trainer, module: FrozenBackboneModule, datamodule: TaskDataModule,
-        checkpoints: BestAndLatestCheckpoints, ckpt_path: str | None, output_dir: Path) -> str | None:
+        checkpoints: BestAndLatestCheckpoints, resume_from: str | None, output_dir: Path) -> str | None:
     """Train (or resume) the method; the best checkpoint's path, or None for a method with nothing to train."""
     if not module.trainable_parameters():
         log.info("method '%s' has nothing to train: evaluating only", module.method_name)
         return None
+    continue_metrics(trainer.loggers, checkpoint_step(resume_from) if resume_from else None)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt_path(ckpt_path, checkpoints.directory))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     except NonFiniteLossError as err:
         raise NonFiniteLossError(f"{err}; {checkpoints.resume_hint(output_dir)}") from None
+    checkpoints.finished()
     return checkpoints.best_path
+
+
+def no_prompt_baseline(cfg: DictConfig, backbone: Any, task: Any, datamodule: TaskDataModule,
+                       output_dir: Path, resuming: bool) -> dict[str, float]:
+    """The template's test metrics with no prompt, kept in ``baseline.json``: a resumed run reads them back."""
+    saved = output_dir / BASELINE_FILE
+    if resuming and saved.is_file():
+        return json.loads(saved.read_text())
+    no_prompt = FrozenBackboneModule(backbone, task.info())
+    trainer = build_trainer(cfg, [PredictionsWriter(output_dir, prefix="baseline_")], evaluation=True)
+    (baseline,) = trainer.test(no_prompt, datamodule=datamodule, verbose=False)
+    atomic_json_dump(as_floats(baseline), saved)
+    return as_floats(baseline)
+
+
+def evaluated_checkpoint(best: str | None, trainer: L.Trainer) -> dict[str, Any]:
+    """Which state ``metrics`` and ``prompt.pt`` describe: the best checkpoint by ``checkpoint.monitor``."""
+    if best is None:
+        return {"checkpoint": "untrained", "step": trainer.global_step}
+    return {"checkpoint": "best", "path": best, "step": checkpoint_step(best)}
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -70,20 +99,21 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     backbone, task, datamodule = build_backbone_and_task(cfg)
     module = build_method(cfg, backbone, task)
     module.check_fits(datamodule.longest_sequence())
+    datamodule.require_splits(*(["train"] if module.trainable_parameters() else []), "validation",
+                              *(["test"] if cfg.test else []))
     record = RunRecord(output_dir, task=task.name, model=backbone.name, method=module.method_name, seed=cfg.seed)
     record.describe(module)
-    if cfg.baseline and cfg.test:
-        no_prompt = FrozenBackboneModule(backbone, task.info())
-        (baseline,) = build_trainer(cfg, evaluation=True).test(no_prompt, datamodule=datamodule, verbose=False)
-        record.describe(baseline=as_floats(baseline))
-
     checkpoints = BestAndLatestCheckpoints(
         output_dir / "checkpoints", cfg.checkpoint.monitor, cfg.checkpoint.mode, cfg.checkpoint.every_n_train_steps,
-        cfg.checkpoint.get("every_n_minutes"),
+        cfg.checkpoint.get("every_n_minutes"), requeue_signal(cfg),
     )
-    tracking = WandbTracking(flat_config(cfg), hydra_overrides())
-    trainer = build_trainer(cfg, [*checkpoints.callbacks, tracking])
-    best = fit(trainer, module, datamodule, checkpoints, cfg.ckpt_path, output_dir)
+    resume_from = checkpoints.resume_point(cfg.ckpt_path)
+    if cfg.baseline and cfg.test:
+        record.describe(baseline=no_prompt_baseline(cfg, backbone, task, datamodule, output_dir, resume_from is not None))
+
+    tracking = WandbTracking(flat_config(cfg), hydra_overrides(), monitor=cfg.checkpoint.monitor, mode=cfg.checkpoint.mode)
+    trainer = build_trainer(cfg, [*checkpoints.callbacks, TrainingSpeed(), PredictionsWriter(output_dir), tracking])
+    best = fit(trainer, module, datamodule, checkpoints, resume_from, output_dir)
     metrics = trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
     if cfg.test:
         metrics.update(trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0])
@@ -92,8 +122,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     record.describe(
         metrics=as_floats(metrics),
         train_steps=trainer.global_step,
+        examples=datamodule.split_sizes(),
         prompt_checkpoint=str(prompt_path),
         best_checkpoint=best,
+        evaluated=evaluated_checkpoint(best, trainer),
         prompt_neighbours=str(neighbours_path) if neighbours_path else None,
     )
     if cfg.test and cfg.get("transfer_task") is not None:

@@ -93,8 +93,35 @@ class TaskDataModule(L.LightningDataModule):
             if not examples:
                 raise DataError(f"task '{self.task.name}': split '{split}' is empty; check the data or its limit")
             self.encoded[split] = [self.encoder.encode(self.task, example) for example in examples]
+        self.warn_of_leaks()
         sizes = ", ".join(f"{split} {len(rows)}" for split, rows in self.encoded.items())
         log.info("task %s: %s; %s", self.task.name, sizes, self.encoder.counts.summary())
+
+    def split_sizes(self) -> dict[str, int]:
+        """How many examples each split the runs uses holds (after the ``max_*_examples`` limits)."""
+        self.setup()
+        return {split: len(rows) for split, rows in self.encoded.items()}
+
+    def require_splits(self, *splits: str) -> None:
+        """Fail before training, not after it, when a split the run will need is missing."""
+        for split in splits:
+            if split not in self.encoded:
+                raise DataError(f"task '{self.task.name}' has no '{split}' split; give it one (a local task takes "
+                                f"task.{'validation' if split == 'validation' else split}=<file>)"
+                                + (", or run with test=false" if split == "test" else ""))
+
+    def warn_of_leaks(self) -> None:
+        """One line when evaluation examples also appear, with the same input, in the training split."""
+        if "train" not in self.encoded:
+            return
+        seen = {tuple(e.source_ids) for e in self.encoded["train"]}
+        for split in ("validation", "test"):
+            rows = self.encoded.get(split, [])
+            leaked = sum(tuple(e.source_ids) in seen for e in rows)
+            if leaked:
+                log.warning("task %s: %d of %d %s examples also appear in train with the same input; "
+                            "their scores overstate what the method does on unseen data", self.task.name, leaked,
+                            len(rows), split)
 
     def longest_sequence(self) -> int:
         """The longest source + target any split holds, for checking against the model's positions."""

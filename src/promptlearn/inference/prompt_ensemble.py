@@ -24,6 +24,7 @@ from promptlearn.data.tasks import TaskInfo
 from promptlearn.utils.errors import ConfigError
 from promptlearn.inference.soft_prompts import expand_paths, read_soft_prompt
 from promptlearn.methods.base import FrozenBackboneModule, OptimizerFactory
+from promptlearn.methods.settings import arguments
 from promptlearn.methods.scoring import Prediction
 from promptlearn.prompts.prepend import prepend_prompt
 from promptlearn.metrics import Predictions, build_metrics, match_choice, normalize_answer
@@ -75,10 +76,9 @@ class PromptEnsemble(FrozenBackboneModule):
         prompts: Sequence[str | Path] = (),
         **kwargs: Any,
     ) -> None:
+        self.check_settings(arguments(locals()))
         super().__init__(backbone, task, optimizer, **kwargs)
         paths = expand_paths(prompts)
-        if not paths:
-            raise ConfigError("prompt ensembling needs prompts: set method.prompts=[run1/prompt.pt,run2/prompt.pt]")
         tensors = [read_soft_prompt(path, backbone) for path in paths]
         lengths = {tuple(t.shape) for t in tensors}
         if len(lengths) > 1:
@@ -88,6 +88,13 @@ class PromptEnsemble(FrozenBackboneModule):
         self.member_metrics = nn.ModuleDict(
             {stage: nn.ModuleList(build_metrics(task) for _ in paths) for stage in ("val", "test")}
         )
+
+    @classmethod
+    def check_settings(cls, settings: dict) -> None:
+        super().check_settings(settings)
+        prompts = settings.get("prompts", ())
+        if isinstance(prompts, str) or not prompts:
+            raise ConfigError("prompt ensembling needs prompts: set method.prompts=[run1/prompt.pt,run2/prompt.pt]")
 
     @property
     def members(self) -> int:
@@ -129,11 +136,12 @@ class PromptEnsemble(FrozenBackboneModule):
         """The ensemble's answer to each example: the members' majority vote."""
         return self.member_predictions(batch)[0]
 
-    def _evaluation_step(self, batch: dict[str, Any], stage: str) -> None:
+    def _evaluation_step(self, batch: dict[str, Any], stage: str) -> dict[str, Prediction]:
         prediction, members = self.member_predictions(batch)
         self.log(f"{stage}/loss", prediction.loss, batch_size=len(batch["label"]))
         for metrics, decided in zip([self.metrics[stage], *self.member_metrics[stage]], [prediction, *members]):
             metrics.update(Predictions(decided.index, batch["label"], decided.texts, batch["answers"], batch["group"], batch["task"]))
+        return {"prediction": prediction}
 
     def _log_epoch_metrics(self, stage: str) -> None:
         super()._log_epoch_metrics(stage)

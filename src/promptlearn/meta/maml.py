@@ -44,6 +44,7 @@ from promptlearn.meta.msl import msl_weights
 from promptlearn.meta.task_batching import mean_by_task, stack_task_batches
 from promptlearn.methods.base import OptimizerFactory
 from promptlearn.methods.scoring import Scorer
+from promptlearn.methods.settings import arguments, at_least, check_init, positive
 from promptlearn.methods.prompt_tuning import PromptTuning
 from promptlearn.prompts.checkpoint import save_prompt
 from promptlearn.prompts.init import INITS, initial_prompt
@@ -80,20 +81,10 @@ class MetaPromptTuning(MetaEvaluation, TrainableOnlyCheckpoints, L.LightningModu
         eval_tasks_per_pass: int = 32,
         seed: int = 0,
     ) -> None:
+        self.check_settings(arguments(locals()))
         super().__init__()
         self.automatic_optimization = False
         self.strict_loading = False  # checkpoints hold the trainable tensors only
-        if inner_steps < 1:
-            raise ConfigError(f"meta.inner_steps must be at least 1, got {inner_steps}")
-        if eval_inner_steps is not None and eval_inner_steps < 0:
-            raise ConfigError(
-                f"meta.eval_inner_steps must be 0 or more (or null for inner_steps), got {eval_inner_steps}"
-            )
-        if inner_lr <= 0:
-            raise ConfigError(f"meta.inner_lr must be positive, got {inner_lr}")
-        for name in eval_inits:
-            if name not in INITS:
-                raise unknown_name("meta.eval_inits entry", name, INITS)
         self.backbone = backbone
         self.model = backbone.model
         if self.model.is_activation_checkpointing:
@@ -125,8 +116,6 @@ class MetaPromptTuning(MetaEvaluation, TrainableOnlyCheckpoints, L.LightningModu
         self.length_normalize = length_normalize
         self.eval_inits = tuple(eval_inits)
         self.batch_tasks = batch_tasks
-        if eval_tasks_per_pass < 1:
-            raise ConfigError(f"meta.eval_tasks_per_pass must be at least 1, got {eval_tasks_per_pass}")
         self.eval_tasks_per_pass = eval_tasks_per_pass
         self.seed = seed
         self.val_accuracy = MeanMetric()
@@ -134,6 +123,22 @@ class MetaPromptTuning(MetaEvaluation, TrainableOnlyCheckpoints, L.LightningModu
         self.test_episode = CatMetric()
         self.meta_test: dict[str, Any] = {}
         self._math_sdpa = self._prepare_double_backward()
+
+    @classmethod
+    def check_settings(cls, settings: dict) -> None:
+        """Refuse impossible ``meta.*`` settings in one line, before anything is built."""
+        check_init(settings, prefix="meta")
+        if settings.get("init") == "class_label":
+            raise ConfigError("meta.init=class_label needs one task's label words, and a meta-learned init serves "
+                              "many tasks; use meta.init=sampled_vocab (class_label is compared at meta-test)")
+        at_least(settings, "inner_steps", 1, "3", prefix="meta")
+        at_least(settings, "eval_inner_steps", 0, "null", optional=True, prefix="meta")
+        positive(settings, "inner_lr", "0.3", prefix="meta")
+        at_least(settings, "msl_anneal_steps", 1, "100", prefix="meta")
+        at_least(settings, "eval_tasks_per_pass", 1, "32", prefix="meta")
+        for name in settings.get("eval_inits", ()):
+            if name not in INITS:
+                raise unknown_name("meta.eval_inits entry", str(name), INITS)
 
     # ----------------------------------------------------------------- double backward
     def _prepare_double_backward(self) -> bool:

@@ -35,6 +35,7 @@ from promptlearn.data.tasks import TaskInfo
 from promptlearn.utils.errors import ConfigError, NonFiniteLossError
 from promptlearn.methods.autoprompt_labels import LabelTokenSearch, first_of_each_row
 from promptlearn.methods.base import FrozenBackboneModule, OptimizerFactory
+from promptlearn.methods.settings import arguments, at_least
 from promptlearn.prompts.prepend import prepend_prompt
 from promptlearn.prompts.projection import candidate_token_ids, hard_prompt_text
 
@@ -66,14 +67,9 @@ class AutoPrompt(LabelTokenSearch, FrozenBackboneModule):
         label_search_examples: int = 256,
         **kwargs,
     ) -> None:
+        self.check_settings(arguments(locals()))
         super().__init__(backbone, task, optimizer, **kwargs)
         self.automatic_optimization = False
-        if trigger_length < 1:
-            raise ConfigError(
-                f"trigger length must be at least 1, got {trigger_length}; set method.trigger_length=3 (for example)"
-            )
-        if num_candidates < 1:
-            raise ConfigError(f"method.num_candidates must be at least 1, got {num_candidates}")
         if label_search and (task.num_choices < 2 or label_tokens_per_class < 1):
             raise ConfigError(
                 "method.label_search needs a classification task with label_words and method.label_tokens_per_class >= 1"
@@ -108,6 +104,15 @@ class AutoPrompt(LabelTokenSearch, FrozenBackboneModule):
         shape = (task.num_choices, label_tokens_per_class) if label_search else (0, 0)
         self.label_token_ids = nn.Parameter(torch.full(shape, -1, dtype=torch.long), requires_grad=False)
         self._trigger_override: torch.Tensor | None = None
+
+    @classmethod
+    def check_settings(cls, settings: dict) -> None:
+        super().check_settings(settings)
+        at_least(settings, "trigger_length", 1, "3", label="trigger length")
+        at_least(settings, "num_candidates", 1, "10")
+        at_least(settings, "vocab_size", 1, "null", optional=True)
+        at_least(settings, "label_tokens_per_class", 1, "3")
+        at_least(settings, "label_search_examples", 1, "256")
 
     def _mask(self, token_ids: torch.Tensor) -> torch.Tensor:
         mask = torch.zeros(self.backbone.vocab_size, dtype=torch.bool)

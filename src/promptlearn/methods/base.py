@@ -27,6 +27,7 @@ from promptlearn.data.tasks import TaskInfo
 from promptlearn.utils.errors import CheckpointError, ConfigError
 from promptlearn.methods.nonfinite import NonFiniteLossPolicy
 from promptlearn.methods.scoring import Prediction, Scorer
+from promptlearn.methods.settings import arguments, at_least
 from promptlearn.metrics import Predictions, build_metrics
 from promptlearn.prompts.checkpoint import check_compatible, read_prompt, save_prompt
 
@@ -53,6 +54,7 @@ class FrozenBackboneModule(NonFiniteLossPolicy, TrainableOnlyCheckpoints, L.Ligh
         pack_sequences: bool = True,
         pack_width: int = 512,
     ) -> None:
+        FrozenBackboneModule.check_settings(arguments(locals()))
         super().__init__()
         self.backbone = backbone
         self.model = backbone.model
@@ -62,6 +64,11 @@ class FrozenBackboneModule(NonFiniteLossPolicy, TrainableOnlyCheckpoints, L.Ligh
         self.scorer = Scorer(backbone, length_normalize, max_new_tokens, pack_sequences, pack_width)
         self.metrics = nn.ModuleDict({stage: build_metrics(task) for stage in ("val", "test")})
         self.strict_loading = False  # checkpoints hold the trainable tensors only
+
+    @classmethod
+    def check_settings(cls, settings: dict[str, Any]) -> None:
+        """Refuse impossible settings in one line, before anything is built (see :mod:`promptlearn.methods.settings`)."""
+        at_least(settings, "max_new_tokens", 1, "32")
 
     # ----------------------------------------------------------------- inputs
     def embed_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,12 +128,13 @@ class FrozenBackboneModule(NonFiniteLossPolicy, TrainableOnlyCheckpoints, L.Ligh
         self.log("train/loss", loss, prog_bar=True, batch_size=len(total))
         return loss
 
-    def _evaluation_step(self, batch: dict[str, Any], stage: str) -> None:
+    def _evaluation_step(self, batch: dict[str, Any], stage: str) -> dict[str, Prediction]:
         prediction = self.predict(batch)
         self.log(f"{stage}/loss", prediction.loss, batch_size=len(batch["label"]))
         self.metrics[stage].update(
             Predictions(prediction.index, batch["label"], prediction.texts, batch["answers"], batch["group"], batch["task"])
         )
+        return {"prediction": prediction}  # callbacks record it (training/predictions.py)
 
     def _log_epoch_metrics(self, stage: str) -> None:
         """``<stage>/<metric>`` and ``<stage>/score``; a mixture adds ``<stage>/<task>/<metric>`` per sub-task."""
@@ -136,11 +144,11 @@ class FrozenBackboneModule(NonFiniteLossPolicy, TrainableOnlyCheckpoints, L.Ligh
         self.log_dict({f"{stage}/{name}": value for name, value in values.items() if "/" not in name},
                       prog_bar=(stage == "val"))
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluation_step(batch, "val")
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Prediction]:
+        return self._evaluation_step(batch, "val")
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluation_step(batch, "test")
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Prediction]:
+        return self._evaluation_step(batch, "test")
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch_metrics("val")

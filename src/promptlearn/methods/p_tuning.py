@@ -20,6 +20,7 @@ from promptlearn.backbones import Backbone
 from promptlearn.data.tasks import TaskInfo
 from promptlearn.utils.errors import ConfigError, unknown_name
 from promptlearn.methods.base import FrozenBackboneModule, OptimizerFactory
+from promptlearn.methods.settings import arguments, at_least, fraction
 from promptlearn.prompts.prepend import prepend_prompt
 from promptlearn.prompts.checkpoint import read_prompt, save_prompt
 
@@ -93,22 +94,14 @@ class PTuning(FrozenBackboneModule):
         fold_on_save: bool = True,
         **kwargs: Any,
     ) -> None:
+        self.check_settings(arguments(locals()))
         super().__init__(backbone, task, optimizer, **kwargs)
-        if prompt_length < 1:
-            raise ConfigError(
-                f"prompt length must be at least 1, got {prompt_length}; "
-                "set method.prompt_length=20 (for example)"
-            )
         limit = backbone.max_positions
         if limit is not None and prompt_length >= limit:
             raise ConfigError(
                 f"{prompt_length} virtual tokens leave no room for input in {backbone.name}'s "
                 f"{limit} positions; set method.prompt_length well below {limit}"
             )
-        if encoder is not None and encoder not in ENCODERS:
-            raise unknown_name("P-Tuning prompt encoder (method.encoder)", encoder, ENCODERS)
-        if lstm_layers < 1:
-            raise ConfigError(f"method.lstm_layers must be at least 1, got {lstm_layers}; the paper uses 2")
         self.prompt_length = prompt_length
         self.encoder_hidden_size = encoder_hidden_size
         self.lstm_layers = lstm_layers
@@ -122,6 +115,17 @@ class PTuning(FrozenBackboneModule):
                 encoder, prompt_length, backbone.hidden_size, encoder_hidden_size, lstm_layers, lstm_dropout
             )
         self.encoder_type = encoder
+
+    @classmethod
+    def check_settings(cls, settings: dict) -> None:
+        super().check_settings(settings)
+        at_least(settings, "prompt_length", 1, "20", label="prompt length")
+        encoder = settings.get("encoder", "lstm")
+        if encoder is not None and encoder not in ENCODERS:
+            raise unknown_name("P-Tuning prompt encoder (method.encoder)", str(encoder), ENCODERS)
+        at_least(settings, "lstm_layers", 1, "2")
+        at_least(settings, "encoder_hidden_size", 1, "null", optional=True)
+        fraction(settings, "lstm_dropout", "0.0")
 
     @property
     def num_virtual_tokens(self) -> int:

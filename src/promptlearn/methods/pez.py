@@ -24,6 +24,7 @@ from promptlearn.backbones import Backbone
 from promptlearn.data.tasks import TaskInfo
 from promptlearn.utils.errors import ConfigError
 from promptlearn.methods.base import FrozenBackboneModule, OptimizerFactory
+from promptlearn.methods.settings import arguments, at_least, check_init
 from promptlearn.prompts.prepend import prepend_prompt
 from promptlearn.prompts.init import initial_prompt
 from promptlearn.prompts.projection import HardPromptText, candidate_token_ids, hard_prompt_text, project_to_vocab
@@ -50,11 +51,12 @@ class PEZ(FrozenBackboneModule):
         vocab_size: int | None = None,
         token_pattern: str | None = None,
         label_words: Sequence[str] | None = None,
+        evaluate_as: str = "text",
         **kwargs,
     ) -> None:
+        self.check_settings(arguments(locals()))
+        self.evaluate_as = evaluate_as
         super().__init__(backbone, task, optimizer, **kwargs)
-        if prompt_length < 1:
-            raise ConfigError(f"prompt length must be at least 1, got {prompt_length}; set method.prompt_length=10 (for example)")
         self.init = init
         self.register_buffer(
             "candidate_ids",
@@ -76,6 +78,15 @@ class PEZ(FrozenBackboneModule):
         )
         self._text_prompt_ids: torch.Tensor | None = None  # set while evaluating the decoded string
         self._mismatch = 0
+
+    @classmethod
+    def check_settings(cls, settings: dict) -> None:
+        super().check_settings(settings)
+        check_init({"init": "sampled_vocab", **settings})
+        if settings.get("evaluate_as", "text") not in ("text", "ids"):
+            raise ConfigError(f"method.evaluate_as must be 'text' (the decoded string, re-tokenized) or 'ids' "
+                              f"(the projected token ids), got {settings['evaluate_as']!r}")
+        at_least(settings, "vocab_size", 1, "null", optional=True)
 
     @property
     def vocab_embeddings(self) -> torch.Tensor:
@@ -103,6 +114,8 @@ class PEZ(FrozenBackboneModule):
 
     # ----------------------------------------------------------------- evaluation as plain text
     def _start_text_evaluation(self, stage: str) -> None:
+        if self.evaluate_as == "ids":  # the projected ids themselves, as training saw them
+            return
         text = self.hard_prompt()
         if text.mismatch:
             log.warning(
@@ -115,6 +128,8 @@ class PEZ(FrozenBackboneModule):
         self._mismatch = text.mismatch
 
     def _end_text_evaluation(self, stage: str) -> None:
+        if self.evaluate_as == "ids":
+            return
         self.log(f"{stage}/retokenize_mismatch", float(self._mismatch))
         self._text_prompt_ids = None
 

@@ -16,6 +16,7 @@ prefix takes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,9 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from promptlearn.backbones import Backbone
 from promptlearn.data.tasks import TaskInfo
-from promptlearn.utils.errors import ConfigError
+from promptlearn.utils.errors import ConfigError, unknown_name
 from promptlearn.methods.base import FrozenBackboneModule, OptimizerFactory
+from promptlearn.methods.settings import arguments, at_least, fraction
 from promptlearn.prompts.checkpoint import read_prompt, save_prompt
 from promptlearn.prompts.prefix_cache import (
     attention_stacks,
@@ -35,7 +37,12 @@ from promptlearn.prompts.prefix_cache import (
     encoder_prefix,
     prefix_cache,
     seq2seq_prefix_cache,
+    text_prefix,
 )
+
+# random: N(0, 1) as in Li & Liang's code; text and class_label: the activations of real words (their
+# recommendation, and PEFT's prefix init from a text).
+PREFIX_INITS = ("random", "text", "class_label")
 
 
 class PrefixMLP(nn.Module):
@@ -52,6 +59,20 @@ class PrefixMLP(nn.Module):
 
     def forward(self) -> torch.Tensor:
         return self.mlp(self.embedding)
+
+    def fit(self, target: torch.Tensor, steps: int = 300, lr: float = 1e-3) -> float:
+        """Start at ``target`` (``[length, width]``): fit ``MLP(P')`` to it by least squares, a second or two.
+        Returns the relative error left, ``||MLP(P') - target|| / ||target||``."""
+        target = target.detach().to(self.embedding.dtype)
+        optimizer = torch.optim.Adam(self.parameters(), lr=lr)
+        with torch.enable_grad():
+            for _ in range(steps):
+                optimizer.zero_grad()
+                F.mse_loss(self(), target).backward()
+                optimizer.step()
+        with torch.no_grad():
+            return float((self() - target).norm() / target.norm().clamp_min(1e-12))
+
 
 
 class PrefixTuning(FrozenBackboneModule):
@@ -79,36 +100,28 @@ class PrefixTuning(FrozenBackboneModule):
         mlp_hidden_size: int = 512,
         prefix_dropout: float = 0.0,
         fold_on_save: bool = True,
+        init: str = "random",
+        init_text: str | None = None,
         **kwargs: Any,
     ) -> None:
+        self.check_settings(arguments(locals()))
         super().__init__(backbone, task, optimizer, **kwargs)
         check_attention_implementation(self.model, backbone.name)
-        if prefix_length < 1:
-            raise ConfigError(
-                f"prefix length must be at least 1, got {prefix_length}; "
-                "set method.prefix_length=10 (for example)"
-            )
         limit = backbone.max_positions
         if limit is not None and prefix_length >= limit:
             raise ConfigError(
                 f"a prefix of {prefix_length} positions leaves no room for input in {backbone.name}'s "
                 f"{limit} positions; set method.prefix_length well below {limit} (Li & Liang use 10)"
             )
-        if not 0.0 <= prefix_dropout < 1.0:
-            raise ConfigError(
-                f"method.prefix_dropout must be in [0, 1), got {prefix_dropout}; 0.1 is P-Tuning v2's"
-            )
-        if reparameterize and mlp_hidden_size < 1:
-            raise ConfigError(
-                f"method.mlp_hidden_size must be at least 1, got {mlp_hidden_size}; the paper uses 512 to 800"
-            )
         self.prefix_length = prefix_length
         self.mlp_hidden_size = mlp_hidden_size
         self.prefix_dropout = prefix_dropout
         self.fold_on_save = fold_on_save
         self.stacks = attention_stacks(self.model)
+        self.init = init
         self.prefix_mlps: nn.ModuleDict | None = None
         self.prefixes: nn.ParameterDict | None = None
+        start = self.words_prefix(init, init_text, task.label_words)  # None: random
         if reparameterize:
             hidden = backbone.hidden_size
             self.prefix_mlps = nn.ModuleDict(
@@ -117,13 +130,42 @@ class PrefixTuning(FrozenBackboneModule):
                     for kind, stack in self.stacks.items()
                 }
             )
+            if start is not None:
+                self.init_error = {kind: mlp.fit(start[kind]) for kind, mlp in self.prefix_mlps.items()}
         else:
             self.prefixes = nn.ParameterDict(
                 {
-                    kind: nn.Parameter(torch.randn(prefix_length, stack.width))
+                    kind: nn.Parameter(torch.randn(prefix_length, stack.width) if start is None else start[kind].clone())
                     for kind, stack in self.stacks.items()
                 }
             )
+
+    def words_prefix(self, init: str, text: str | None, label_words: Sequence[str]) -> dict[str, torch.Tensor] | None:
+        """Per attention kind, ``[prefix_length, width]``: the keys and values of real words, tiled to the
+        prefix length (``init=text``: ``init_text``; ``init=class_label``: the label words); None for ``random``."""
+        if init == "random":
+            return None
+        words = text if init == "text" else "".join(label_words)
+        ids = self.backbone.tokenizer(words or "", add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ConfigError(f"method.init={init} needs words to start from: "
+                              + ("set method.init_text='...'" if init == "text" else "this task has no label words"))
+        ids = (ids * -(-self.prefix_length // len(ids)))[: self.prefix_length]
+        layered = text_prefix(self.model, ids)
+        return {kind: self.stacks[kind].flatten(layered[kind]) for kind in self.stacks}
+
+    @classmethod
+    def check_settings(cls, settings: dict) -> None:
+        super().check_settings(settings)
+        at_least(settings, "prefix_length", 1, "10", label="prefix length")
+        fraction(settings, "prefix_dropout", "0.1")
+        if settings.get("reparameterize", True):
+            at_least(settings, "mlp_hidden_size", 1, "512")
+        init = settings.get("init", "random")
+        if init not in PREFIX_INITS:
+            raise unknown_name("prefix init (method.init)", str(init), PREFIX_INITS)
+        if init == "text" and not settings.get("init_text"):
+            raise ConfigError("method.init=text needs method.init_text='...'; set it or choose another init")
 
     @property
     def num_virtual_tokens(self) -> int:
@@ -189,6 +231,7 @@ class PrefixTuning(FrozenBackboneModule):
     # ----------------------------------------------------------------- checkpoints
     def prompt_hparams(self) -> dict[str, object]:
         return {
+            "init": self.init,
             "prefix_length": self.prefix_length,
             "reparameterize": self.reparameterize,
             "mlp_hidden_size": self.mlp_hidden_size,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from promptlearn.backbones import Backbone
 from promptlearn.data.tasks import TaskInfo
-from promptlearn.utils.errors import ConfigError
 from promptlearn.methods.base import FrozenBackboneModule, OptimizerFactory
+from promptlearn.methods.settings import arguments, at_least
 
 
 class PromptDesign(FrozenBackboneModule):
@@ -28,11 +28,15 @@ class PromptDesign(FrozenBackboneModule):
         balanced_shots: bool = True,
         **kwargs,
     ) -> None:
+        self.check_settings(arguments(locals()))
         super().__init__(backbone, task, optimizer, **kwargs)
-        if num_shots < 0:
-            raise ConfigError(f"method.num_shots must be 0 or more, got {num_shots}")
         self.num_shots = num_shots
         self.balanced_shots = balanced_shots
+
+    @classmethod
+    def check_settings(cls, settings: dict) -> None:
+        super().check_settings(settings)
+        at_least(settings, "num_shots", 0, "4", label="method.num_shots (no demonstrations: 0)")
 
     def prompt_hparams(self) -> dict[str, object]:
         return {"num_shots": self.num_shots, "balanced_shots": self.balanced_shots}

@@ -14,6 +14,7 @@ from torch import nn
 from promptlearn.backbones import Backbone
 from promptlearn.data.tasks import TaskInfo
 from promptlearn.methods.base import FrozenBackboneModule, OptimizerFactory
+from promptlearn.methods.settings import arguments, check_init
 from promptlearn.prompts.init import initial_prompt
 from promptlearn.prompts.prepend import prepend_prompt
 
@@ -36,6 +37,7 @@ class PromptTuning(FrozenBackboneModule):
         label_words: Sequence[str] | None = None,
         **kwargs,
     ) -> None:
+        self.check_settings(arguments(locals()))
         super().__init__(backbone, task, optimizer, **kwargs)
         self.init = init
         self.prompt = nn.Parameter(
@@ -50,6 +52,11 @@ class PromptTuning(FrozenBackboneModule):
                 text=init_text,
             )
         )
+
+    @classmethod
+    def check_settings(cls, settings: dict) -> None:
+        super().check_settings(settings)
+        check_init(settings)
 
     @property
     def num_virtual_tokens(self) -> int:

@@ -34,7 +34,7 @@ def read_prompt(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"prompt checkpoint {path} does not exist; pass the prompt.pt a training run wrote")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:
         raise CheckpointError(f"prompt checkpoint {path} is unreadable ({type(err).__name__}); it may be truncated, re-save it") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

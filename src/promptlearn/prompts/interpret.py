@@ -8,6 +8,7 @@ label words tend to keep those words (and their near-synonyms) as neighbours aft
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,8 +29,11 @@ class Neighbour:
     similarity: float
 
 
-def nearest_token_ids(prompt: torch.Tensor, embeddings: torch.Tensor, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cosine similarities ``[length, k]`` and token ids ``[length, k]`` of each prompt row's ``k`` nearest tokens."""
+def nearest_token_ids(
+    prompt: torch.Tensor, embeddings: torch.Tensor, k: int = 5, exclude_ids: Sequence[int] = ()
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine similarities ``[length, k]`` and token ids ``[length, k]`` of each prompt row's ``k`` nearest tokens,
+    never one of ``exclude_ids``."""
     if prompt.ndim != 2 or embeddings.ndim != 2 or prompt.shape[1] != embeddings.shape[1]:
         raise ConfigError(
             f"a prompt of shape {tuple(prompt.shape)} does not live in the embedding space {tuple(embeddings.shape)}; "
@@ -38,14 +42,26 @@ def nearest_token_ids(prompt: torch.Tensor, embeddings: torch.Tensor, k: int = 5
     if not 1 <= k <= embeddings.shape[0]:
         raise ConfigError(f"top-k must be between 1 and the vocabulary size {embeddings.shape[0]}, got {k}")
     similarity = F.normalize(prompt.detach().float(), dim=-1) @ F.normalize(embeddings.detach().float(), dim=-1).T
-    return similarity.topk(k, dim=-1)
+    if len(exclude_ids):
+        similarity[:, torch.as_tensor(list(exclude_ids), dtype=torch.long)] = float("-inf")
+    return similarity.topk(min(k, embeddings.shape[0] - len(set(exclude_ids))), dim=-1)
+
+
+def special_token_ids(tokenizer: PreTrainedTokenizerBase, vocab_rows: int) -> list[int]:
+    """Ids that are no word: special tokens (padding, BOS/EOS, T5's ``<extra_id_N>`` sentinels) and the
+    embedding rows beyond the tokenizer's vocabulary (padding rows some models add)."""
+    special = {i for i in tokenizer.all_special_ids if i is not None and i < vocab_rows}
+    return sorted(special | set(range(len(tokenizer), vocab_rows)))
 
 
 def nearest_tokens(
-    prompt: torch.Tensor, embeddings: torch.Tensor, tokenizer: PreTrainedTokenizerBase, k: int = 5
+    prompt: torch.Tensor, embeddings: torch.Tensor, tokenizer: PreTrainedTokenizerBase, k: int = 5,
+    include_special: bool = False,
 ) -> list[list[Neighbour]]:
-    """For each prompt position, its ``k`` nearest vocabulary tokens, most similar first."""
-    scores, ids = nearest_token_ids(prompt, embeddings, k)
+    """For each prompt position, its ``k`` nearest vocabulary tokens, most similar first; special tokens
+    are left out unless ``include_special``."""
+    excluded = [] if include_special else special_token_ids(tokenizer, embeddings.shape[0])
+    scores, ids = nearest_token_ids(prompt, embeddings, k, excluded)
     return [
         [Neighbour(int(i), tokenizer.convert_ids_to_tokens(int(i)), float(s)) for s, i in zip(row_scores, row_ids)]
         for row_scores, row_ids in zip(scores, ids)

@@ -51,6 +51,10 @@ class AttentionStack:
         length = flat.shape[0]
         return flat.view(length, self.layers, 2, self.kv_heads, self.head_dim).permute(1, 2, 3, 0, 4)
 
+    def flatten(self, layered: torch.Tensor) -> torch.Tensor:
+        """``[layers, 2, kv_heads, length, head_dim]`` -> ``[length, width]``: the inverse of :meth:`unflatten`."""
+        return layered.permute(3, 0, 1, 2, 4).reshape(layered.shape[3], self.width)
+
 
 def attention_stacks(model: PreTrainedModel) -> dict[str, AttentionStack]:
     """Every attention kind of the backbone that takes a prefix: ``self`` for a causal LM; T5's
@@ -84,6 +88,42 @@ def check_attention_implementation(model: PreTrainedModel, name: str) -> None:
             "load it with "
             "model.attn_implementation=sdpa (or eager)"
         )
+
+
+@torch.no_grad()
+def text_prefix(model: PreTrainedModel, token_ids: list[int]) -> dict[str, torch.Tensor]:
+    """The keys and values the backbone computes for ``token_ids`` at positions ``0..n-1``, per attention
+    kind (:func:`attention_stacks`), each ``[layers, 2, kv_heads, n, head_dim]``: the prefix those words
+    would be (Li & Liang's init from the activations of real words).
+
+    A causal LM's come from its cache. T5's are read off each attention's key and value projections:
+    the encoder's over the words, the decoder's over the words as decoder input, and cross-attention's
+    over the encoder's states of the words.
+    """
+    ids = torch.tensor([token_ids], device=model.device)
+    if not model.config.is_encoder_decoder:
+        cache = model.base_model(input_ids=ids, use_cache=True).cache
+        return {"self": torch.stack([torch.stack([layer.keys[0], layer.values[0]]) for layer in cache.layers]).float()}
+    config = model.config
+    captured: dict[str, list[torch.Tensor]] = {"encoder": [], "decoder": [], "cross": []}
+
+    def capture(kind: str):
+        def hook(module, args, output):
+            captured[kind].append(output[0].view(-1, config.num_heads, config.d_kv).transpose(0, 1))
+        return hook
+
+    attentions = [("encoder", block.layer[0].SelfAttention) for block in model.get_encoder().block]
+    for block in model.get_decoder().block:
+        attentions += [("decoder", block.layer[0].SelfAttention), ("cross", block.layer[1].EncDecAttention)]
+    handles = [projection.register_forward_hook(capture(kind))
+               for kind, attention in attentions for projection in (attention.k, attention.v)]
+    try:
+        model(input_ids=ids, decoder_input_ids=ids, use_cache=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {kind: torch.stack([torch.stack(pair) for pair in zip(rows[0::2], rows[1::2])]).float()
+            for kind, rows in captured.items()}
 
 
 def prefix_cache(prefix: torch.Tensor, batch_size: int) -> DynamicCache:

@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import logging
 import random
+import signal
 import time
 import zipfile
 from pathlib import Path
@@ -22,8 +24,11 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from promptlearn.training.preemption import PREEMPTED, CheckpointBeforeRequeue, requeued_checkpoint
 from promptlearn.utils.atomic import atomic_torch_save
 from promptlearn.utils.errors import CheckpointError
+
+log = logging.getLogger("promptlearn")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -89,6 +94,8 @@ class LatestCheckpoint(ModelCheckpoint):
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         super()._save_checkpoint(trainer, filepath)
         self._last_save_time = time.monotonic()
+        for logger in trainer.loggers:  # what was logged up to the checkpoint is on disk with it
+            logger.save()
 
     def save_now(self, trainer: L.Trainer) -> None:
         if not self._should_skip_saving_checkpoint(trainer):
@@ -133,23 +140,44 @@ class BestAndLatestCheckpoints:
         mode: str = "max",
         every_n_train_steps: int | None = None,
         every_n_minutes: float | None = None,
+        requeue_signal: int = signal.SIGUSR2,
     ) -> None:
         self.directory = Path(directory)
         self.best = ModelCheckpoint(
             dirpath=directory, filename="best", monitor=monitor, mode=mode, save_top_k=1, enable_version_counter=False
         )
         self.latest = LatestCheckpoint(directory, every_n_train_steps, every_n_minutes)
-        self.callbacks: list[Callback] = [ValidateFinalStep(), self.best, self.latest, RNGStateCheckpoint()]
+        self.preemption = CheckpointBeforeRequeue(self.directory, requeue_signal)
+        self.callbacks: list[Callback] = [ValidateFinalStep(), self.best, self.latest, RNGStateCheckpoint(),
+                                          self.preemption]
 
     @property
     def best_path(self) -> str | None:
         return self.best.best_model_path or None
+
+    def resume_point(self, ckpt_path: str | None) -> str | None:
+        """What to resume from: the checkpoint asked for, else the one a preempted attempt of this job left."""
+        if ckpt_path is not None:
+            return resolve_ckpt_path(ckpt_path, self.directory)
+        requeued = requeued_checkpoint(self.directory)
+        if requeued is not None:
+            log.warning("this job was requeued after a preemption: resuming from %s", requeued)
+        return requeued
+
+    def finished(self) -> None:
+        """Training completed: a preempted attempt's checkpoint is no longer where to continue from."""
+        (self.directory / PREEMPTED).unlink(missing_ok=True)
 
     def resume_hint(self, run_dir: Path) -> str:
         last = self.directory / "last.ckpt"
         if not last.is_file():
             return "no checkpoint was saved before it"
         return f"last good checkpoint: {last} (resume with ckpt_path=last hydra.run.dir={run_dir})"
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The optimizer step a Lightning checkpoint was saved at."""
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
 
 
 def resolve_ckpt_path(ckpt_path: str | None, checkpoint_dir: Path) -> str | None:
@@ -162,4 +190,16 @@ def resolve_ckpt_path(ckpt_path: str | None, checkpoint_dir: Path) -> str | None
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a torn or foreign file is not one
         raise CheckpointError(f"cannot resume: {path} is truncated or not a checkpoint; resume from another one, "
                               "e.g. checkpoints/best.ckpt, or start afresh with ckpt_path=null")
+    try:
+        contents = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # noqa: BLE001 (any unreadable file is the same mistake for the user)
+        raise CheckpointError(f"cannot resume: {path} is unreadable ({type(err).__name__}); resume from another "
+                              "checkpoint, or start afresh with ckpt_path=null") from None
+    if isinstance(contents, dict) and "loops" not in contents and {"method", "backbone"} <= set(contents):
+        raise CheckpointError(f"cannot resume from {path}: it is a saved prompt, not a training checkpoint; resume "
+                              "from the run's checkpoints/last.ckpt (ckpt_path=last), or evaluate the prompt with "
+                              f"promptlearn-eval prompt={path}")
+    if not isinstance(contents, dict) or "loops" not in contents or "promptlearn" not in contents:
+        raise CheckpointError(f"cannot resume from {path}: it is not a promptlearn training checkpoint; resume from "
+                              "a run's checkpoints/last.ckpt")
     return str(path)

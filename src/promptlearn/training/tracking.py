@@ -26,9 +26,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 
-from promptlearn.data.encoding import IGNORE_INDEX
-from promptlearn.methods.base import FrozenBackboneModule
-from promptlearn.metrics import normalize_answer
+from promptlearn.training.predictions import records
 
 log = logging.getLogger(__name__)
 
@@ -36,22 +34,15 @@ PREDICTIONS_KEY = "test/predictions"
 PROMPT_ARTIFACT_TYPE = "prompt"
 
 
-def source_texts(module: FrozenBackboneModule, batch: Mapping[str, Any]) -> list[str]:
-    """The prompted text of each example (for causal LMs, ``input_ids`` also hold the target: drop it)."""
-    ids, mask = batch["input_ids"], batch["attention_mask"].bool()
-    if not module.backbone.is_encoder_decoder:
-        mask = mask & (batch["labels"] == IGNORE_INDEX)
-    tokenizer = module.backbone.tokenizer
-    return [tokenizer.decode(row[keep], skip_special_tokens=True) for row, keep in zip(ids, mask)]
-
-
 class WandbTracking(L.Callback):
     """Flat config, summary metrics, a predictions table and the prompt artifact for a W&B run."""
 
     def __init__(
-        self, config: Mapping[str, Any] | None = None, overrides: list[str] = (), max_predictions: int = 100
+        self, config: Mapping[str, Any] | None = None, overrides: list[str] = (), max_predictions: int = 100,
+        monitor: str | None = "val/score", mode: str = "max",
     ) -> None:
         self.config = dict(config or {})  # flat: {"model/name": ..., "method/prompt_length": ...}
+        self.monitor, self.mode = monitor, mode
         self.overrides = list(overrides)
         self.max_predictions = max_predictions
         self.logger: WandbLogger | None = None
@@ -72,8 +63,13 @@ class WandbTracking(L.Callback):
         config["method/name"] = getattr(pl_module, "method_name", type(pl_module).__name__)
         config["run/overrides"] = self.overrides
         run.config.update(config, allow_val_change=True)
+        # The run table and scaling charts read the summary: the best validation, not the last.
         run.define_metric("val/*", step_metric="trainer/global_step", summary="max,last")
-        run.define_metric("train/loss", step_metric="trainer/global_step", summary="min,last")
+        run.define_metric("train/*", step_metric="trainer/global_step", summary="last")
+        for loss in ("train/loss", "val/loss"):  # W&B globs are suffixes only: the losses are named one by one
+            run.define_metric(loss, step_metric="trainer/global_step", summary="min,last")
+        if self.monitor is not None and not self.monitor.endswith("/loss"):
+            run.define_metric(self.monitor, step_metric="trainer/global_step", summary=f"{self.mode},last")
         run.define_metric("test/*", summary="last")
         for name in ("params/backbone", "params/trainable", "params/total"):
             run.define_metric(name, summary="last")
@@ -83,11 +79,11 @@ class WandbTracking(L.Callback):
     ) -> None:
         if self.logger is None or len(self.predictions) >= self.max_predictions:
             return
-        predicted = pl_module.predict(batch).texts
-        for text, answers, prediction in zip(source_texts(pl_module, batch), batch["answers"], predicted):
+        if not (isinstance(outputs, Mapping) and "prediction" in outputs):
+            return
+        for row in records(pl_module, batch, outputs["prediction"]):  # what the test step decided, not scored again
             if len(self.predictions) < self.max_predictions:
-                correct = any(normalize_answer(prediction) == normalize_answer(a) for a in answers)
-                self.predictions.append([text, answers[0] if answers else "", prediction, correct])
+                self.predictions.append([row["input"], row["target"], row["prediction"], row["correct"]])
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.logger is None or not self.predictions:
@@ -111,6 +107,10 @@ class WandbTracking(L.Callback):
             summary["params/backbone"] = total - trainable if trainable < total else total
         summary.update({f"baseline/{k}": v for k, v in results.get("baseline", {}).items()})
         summary.update({f"final/{k}": v for k, v in results.get("metrics", {}).items()})
+        # results' metrics are the best checkpoint's (results["evaluated"] says which): record them as such
+        summary.update({f"best/{k}": v for k, v in results.get("metrics", {}).items()})
+        if "evaluated" in results:
+            summary["best/step"] = results["evaluated"].get("step")
         run.summary.update(summary)
 
         metadata = {key: results[key] for key in ("task", "model", "method", "seed", "trainable_params") if key in results}

@@ -59,6 +59,20 @@ def template_fields(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
 
 
+def check_label_words(task: str, words: Sequence[str]) -> None:
+    """Label words are a list of distinct non-empty strings: ``task.label_words=' yes'`` (one string) is refused,
+    as it would otherwise become three one-letter label words."""
+    if isinstance(words, str):
+        raise ConfigError(f"task '{task}': label_words must be a list, got the string {words!r}; "
+                          f"write task.label_words=[' no',' yes']")
+    if any(not isinstance(word, str) or not word for word in words):
+        raise ConfigError(f"task '{task}': every label word must be a non-empty string, got {list(words)!r}")
+    repeated = sorted({word for word in words if list(words).count(word) > 1})
+    if repeated:
+        raise ConfigError(f"task '{task}': label words must be distinct, but {repeated} appear more than once; "
+                          "give each class its own word")
+
+
 @dataclass
 class Task(ABC):
     """A text-to-text task. Subclasses only say where the examples come from."""
@@ -79,6 +93,7 @@ class Task(ABC):
             raise ConfigError(f"task '{self.name}': eval_mode must be 'rank' or 'generate', got {self.eval_mode!r}")
         if self.eval_mode == "rank" and not self.label_words and not self.has_per_example_choices:
             raise ConfigError(f"task '{self.name}': rank classification needs label_words")
+        check_label_words(self.name, self.label_words)
 
     has_per_example_choices = False
 

@@ -106,7 +106,11 @@ class LocalTask(Task):
             if not path.is_file():
                 raise DataError(f"task '{self.name}': {split} file {path} does not exist")
             rows = read_jsonl(path) if path.suffix == ".jsonl" else read_csv(path)
-            examples, _ = convert_rows(rows, self.to_example, str(path), self.skip_bad_rows, unit="line")
+            try:
+                examples, _ = convert_rows(rows, self.to_example, str(path), self.skip_bad_rows, unit="line")
+            except UnicodeDecodeError as err:
+                raise DataError(f"task '{self.name}': {path} is not UTF-8 (byte {err.object[err.start]:#x} at offset "
+                                f"{err.start}); re-save it as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
             if not examples:
                 raise DataError(f"task '{self.name}': {split} file {path} has no usable rows")
             splits[split] = examples
