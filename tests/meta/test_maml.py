@@ -429,3 +429,15 @@ def test_meta_test_adapting_many_pairs_at_once_equals_one_at_a_time(model):
     without_adapting = MetaPromptTuning.adapted_accuracies
     module.eval_inner_steps = 0
     assert without_adapting(module, starts, pairs, lrs).tolist() != alone.tolist()  # adaptation changed something
+
+
+@pytest.mark.parametrize("first_order", ["true", "false"])
+def test_metaprompting_runs_on_gemma3s_quirks(compose_train, tmp_path, first_order):
+    from promptlearn.cli.meta import meta_train
+
+    results = meta_train(compose_train(*TOY, "model=tiny_gemma3", f"meta.first_order={first_order}",
+                                       "meta.inner_lr=0.003", config_name="meta"))
+    assert results["model"] == "tiny_gemma3" and results["train_steps"] == 4
+    inits = results["meta_test"]["inits"]
+    assert set(inits) == {"meta", "random_uniform", "sampled_vocab", "class_label"}
+    assert all(0.0 <= stats["mean"] <= 1.0 for stats in inits.values())

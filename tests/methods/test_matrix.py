@@ -1,4 +1,4 @@
-"""Every method config on both tiny backbones, through the real entry points: trained for a few
+"""Every method config on the tiny backbones (T5, Llama, and Gemma 3 with its quirks), through the real entry points: trained for a few
 steps, evaluated, saved, and reloaded by promptlearn-eval to the same scores.
 
 Not in the matrix, with the reason:
@@ -40,7 +40,7 @@ def test_the_matrix_covers_every_method_config():
 MATRIX_METHODS = [m for m in METHODS if m not in NOT_IN_THE_MATRIX]
 
 
-@pytest.mark.parametrize("model", ["tiny_t5", "tiny_llama"])
+@pytest.mark.parametrize("model", ["tiny_t5", "tiny_llama", "tiny_gemma3"])
 @pytest.mark.parametrize("method", MATRIX_METHODS)
 def test_each_method_trains_evaluates_saves_and_reloads(compose_train, tmp_path, model, method):
     extra = SMALL.get(method, [])

@@ -65,7 +65,7 @@ def interpret(args: argparse.Namespace) -> str:
     payload = read_prompt(path)
     backbone: Backbone = build(model_config(path, args.model))
     prompt = input_space_prompt(payload, path, backbone)
-    neighbours = nearest_tokens(prompt, backbone.model.get_input_embeddings().weight, backbone.tokenizer, args.top_k,
+    neighbours = nearest_tokens(prompt, backbone.vocabulary_embeddings(), backbone.tokenizer, args.top_k,
                                 include_special=args.include_special)
     if args.json is not None:
         atomic_json_dump(neighbours_table(neighbours), args.json)

@@ -23,7 +23,8 @@ from transformers import (
 )
 from transformers.masking_utils import create_causal_mask
 
-from promptlearn.backbones import _seeded_init, freeze
+from promptlearn.backbones.base import freeze
+from promptlearn.backbones.tiny import seeded_init
 from promptlearn.utils.errors import ConfigError
 
 # A vocabulary small enough for tests to search: common image words, one token each.
@@ -141,7 +142,7 @@ def build_tiny_clip(
         vision_config={**tower, "image_size": image_size, "patch_size": patch_size},
         projection_dim=projection_dim,
     )
-    model = _seeded_init(seed, lambda: CLIPModel(config))
+    model = seeded_init(seed, lambda: CLIPModel(config))
     image_processor = CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
     processor = CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
     return ClipBackbone(name, freeze(model).eval(), tokenizer, processor)

@@ -100,7 +100,7 @@ class MetaPromptTuning(MetaEvaluation, TrainableOnlyCheckpoints, L.LightningModu
         self.scorer = Scorer(backbone, length_normalize=length_normalize)
         self.prompt = nn.Parameter(
             initial_prompt(
-                init, embeddings=self.model.get_input_embeddings().weight, tokenizer=backbone.tokenizer,
+                init, embeddings=backbone.vocabulary_embeddings(), tokenizer=backbone.tokenizer,
                 **self.init_settings,
             )
         )

@@ -39,7 +39,7 @@ class MetaEvaluation:
             torch.manual_seed(int(state))
             prompt = initial_prompt(
                 init,
-                embeddings=self.model.get_input_embeddings().weight,
+                embeddings=self.backbone.vocabulary_embeddings(),
                 tokenizer=self.backbone.tokenizer,
                 label_words=episode["label_words"],
                 **self.init_settings,

@@ -126,7 +126,7 @@ class AutoPrompt(LabelTokenSearch, FrozenBackboneModule):
 
     @property
     def vocab_embeddings(self) -> torch.Tensor:
-        return self.model.get_input_embeddings().weight
+        return self.backbone.vocabulary_embeddings()  # as the embedding module returns them
 
     @contextmanager
     def triggers(self, embeds: torch.Tensor) -> Iterator[None]:

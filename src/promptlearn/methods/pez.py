@@ -90,7 +90,7 @@ class PEZ(FrozenBackboneModule):
 
     @property
     def vocab_embeddings(self) -> torch.Tensor:
-        return self.model.get_input_embeddings().weight
+        return self.backbone.vocabulary_embeddings()  # as the embedding module returns them
 
     @property
     def num_virtual_tokens(self) -> int:

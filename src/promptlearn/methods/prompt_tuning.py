@@ -44,7 +44,7 @@ class PromptTuning(FrozenBackboneModule):
             initial_prompt(
                 init,
                 length=prompt_length,
-                embeddings=self.model.get_input_embeddings().weight,
+                embeddings=backbone.vocabulary_embeddings(),
                 tokenizer=backbone.tokenizer,
                 init_range=init_range,
                 vocab_size=init_vocab_size,

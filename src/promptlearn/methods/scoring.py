@@ -17,6 +17,7 @@ forward (``inputs_embeds`` and ``attention_mask``, and for some methods a prefix
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,6 +30,8 @@ from promptlearn.utils.errors import ConfigError
 from promptlearn.methods.packed_forward import packed_decoder_states, packed_seq2seq_logits, shared_prefix_states
 from promptlearn.methods.packing import PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, plan_packing
 from promptlearn.metrics import match_choice
+
+log = logging.getLogger(__name__)
 
 # Models whose logits are post-processed after the LM head; for them the full forward is used.
 _LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale")
@@ -99,27 +102,41 @@ class Scorer:
         self.pack_width = pack_width
         config = backbone.model.config
         self.head_only_logits = not any(getattr(config, key, None) for key in _LOGIT_POSTPROCESSING)
+        self._said_why = False
 
     @property
     def model(self):
         return self.backbone.model
 
     # ----------------------------------------------------------------- logits
+    def model_refuses_packing(self) -> str | None:
+        """Why this backbone runs padded whatever the inputs, or None where it packs."""
+        config = self.model.config
+        if getattr(config, "use_sliding_window", False) or getattr(config, "sliding_window", None) and any(
+                kind == "sliding_attention" for kind in getattr(config, "layer_types", None) or ()):
+            return "its sliding-window layers would lose their window under a packed mask"
+        if config.model_type not in PACKABLE_MODEL_TYPES:
+            return f"model type '{config.model_type}' is not one checked to take a custom 4-D mask"
+        if config._attn_implementation not in PACKABLE_ATTENTION:
+            return f"the '{config._attn_implementation}' attention kernel takes no custom mask"
+        if not (self.backbone.is_encoder_decoder or self.head_only_logits):
+            return "its logits are post-processed after the LM head"
+        return None
+
     def can_pack(self, inputs: dict[str, Any]) -> bool:
         """Whether ``inputs`` may run padding-free (see :mod:`~promptlearn.methods.packing`).
 
         Yes for inputs that are embeddings and a padding mask alone (a method passing a cache or
-        positions is left padded), on a model family and attention kernel known to take a custom mask.
+        positions is left padded), on a model family and attention kernel known to take a custom mask;
+        a backbone that cannot take one says why, once.
         """
-        config = self.model.config
-        return (
-            self.pack_sequences
-            and set(inputs) == {"inputs_embeds", "attention_mask"}
-            and config.model_type in PACKABLE_MODEL_TYPES
-            and config._attn_implementation in PACKABLE_ATTENTION
-            and not getattr(config, "use_sliding_window", False)  # a custom mask would drop the window
-            and (self.backbone.is_encoder_decoder or self.head_only_logits)
-        )
+        if not self.pack_sequences or set(inputs) != {"inputs_embeds", "attention_mask"}:
+            return False
+        reason = self.model_refuses_packing()
+        if reason is not None and not self._said_why:
+            log.info("%s runs padded batches: %s", self.backbone.name, reason)
+            self._said_why = True
+        return reason is None
 
     def shared_prefix_length(self, inputs: dict[str, Any], shared: int) -> int:
         """How many leading positions a causal LM may compute once: ``shared`` where every row attends to them."""

@@ -70,7 +70,12 @@ def initial_prompt(
     label_words: Sequence[str] = (),
     text: str | None = None,
 ) -> torch.Tensor:
-    """A ``[length, hidden]`` float32 prompt, drawn from the global torch RNG (seed it first)."""
+    """A ``[length, hidden]`` float32 prompt, drawn from the global torch RNG (seed it first).
+
+    ``embeddings`` are the vocabulary as the model's embedding module returns it
+    (:meth:`~promptlearn.backbones.Backbone.vocabulary_embeddings`), so that a row taken from a token
+    is what the model would see for that token, any scaling included (Gemma multiplies by sqrt(d)).
+    """
     if length < 1:
         raise ConfigError(f"prompt length must be at least 1, got {length}; set method.prompt_length=20 (for example)")
     embeddings = embeddings.detach().float()

@@ -92,7 +92,7 @@ def write_neighbours(module: torch.nn.Module, output_dir: str | Path, k: int = 5
     if prompt is None:
         return None
     backbone = module.backbone
-    neighbours = nearest_tokens(prompt, backbone.model.get_input_embeddings().weight, backbone.tokenizer, k)
+    neighbours = nearest_tokens(prompt, backbone.vocabulary_embeddings(), backbone.tokenizer, k)
     return atomic_json_dump(neighbours_table(neighbours), Path(output_dir) / NEIGHBOURS_FILE)
 
 
