@@ -74,6 +74,7 @@ def make_row(results: Mapping[str, Any], config: Mapping[str, Any], source: str)
         raise DataError(f"{source} lacks {sorted(missing)}; is it a promptlearn results.json?")
     row: dict[str, Any] = {"run": source}
     row.update({key: results.get(key) for key in RUN_COLUMNS})
+    row["device"] = results.get("environment", {}).get("device")
     row.update({alias: config.get(key) for alias, key in ALIASES.items()})
     if row["total_params"] is not None and row["trainable_params"] is not None:
         row["backbone_params"] = backbone_params(row["total_params"], row["trainable_params"])

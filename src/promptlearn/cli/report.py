@@ -3,17 +3,22 @@
     promptlearn-report multirun/2025-01-31_12-00-00             # writes multirun/<...>/report/
     promptlearn-report multirun/a multirun/b --out reports/lester --metric val/score
     promptlearn-report --wandb my-team/promptlearn --group lester_scaling --out reports/lester
+    promptlearn-report multirun/offline_methods/<date> --page docs/results.md   # also its generated section
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import shlex
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from promptlearn.analysis import collect_runs, write_report
-from promptlearn.analysis.report import is_search
+from promptlearn.analysis.page import generated_section, update_page
+from promptlearn.analysis.report import default_metric, is_search
+from promptlearn.analysis.tables import summarize
 from promptlearn.analysis.runs import combine
 from promptlearn.cli.run import one_line_errors
 from promptlearn.utils.errors import ConfigError
@@ -26,6 +31,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--metric", help="metric to tabulate and plot (default: test/score, else val/score)")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="also read the finished runs of this W&B project")
     parser.add_argument("--group", help="with --wandb: only this group (an experiment name)")
+    parser.add_argument("--page", type=Path, help="a markdown page (docs/results.md) whose generated section is "
+                        "rewritten from this report; the figures go to <page folder>/<page name>/ unless --out")
     return parser.parse_args(argv)
 
 
@@ -39,15 +46,26 @@ def report(args: argparse.Namespace) -> list[Path]:
         from promptlearn.analysis.wandb_runs import collect_wandb_runs
 
         tables.append(collect_wandb_runs(args.wandb, group=args.group))
-    out = args.out or args.sweeps[0] / "report"
+    if args.page is not None and args.page.suffix != ".md":
+        raise ConfigError(f"--page {args.page}: give a markdown file, such as docs/results.md")
+    runs = combine(tables)
+    out = args.out or (args.page.with_suffix("") if args.page else args.sweeps[0] / "report")
     search = bool(args.sweeps) and all(is_search(folder) for folder in args.sweeps)
-    return write_report(combine(tables), out, metric=args.metric, search=search)
+    written = write_report(runs, out, metric=args.metric, search=search)
+    if args.page is not None:
+        metric = args.metric or default_metric(runs)
+        command = "promptlearn-report " + shlex.join(sys.argv[1:] if args.argv is None else args.argv)
+        section = generated_section(runs, summarize(runs, metric), metric, written, args.page, command)
+        written.append(update_page(args.page, section))
+    return written
 
 
 @one_line_errors
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for path in report(parse_args(argv)):
+    args = parse_args(argv)
+    args.argv = None if argv is None else list(argv)
+    for path in report(args):
         print(path)
 
 
