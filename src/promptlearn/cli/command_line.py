@@ -8,6 +8,8 @@ status 2; an unknown option comes with the closest valid name. Then it completes
 
 - a resume (``ckpt_path=...`` into an existing ``hydra.run.dir``) gets the run's recorded overrides,
   and is refused if it conflicts with them (:mod:`promptlearn.cli.resume`);
+- ``sweep_resume=true`` on a sweep is checked against the sweep's record and taken off the command
+  line (:mod:`promptlearn.cli.sweep_resume`);
 - an explicit ``trainer=<preset>`` keeps its own values over the ``trainer.*`` an ``experiment=``
   preset sets (a smoke run with ``trainer=debug`` stays a smoke run), said in one note.
 
@@ -34,6 +36,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from promptlearn.cli.resume import override_key, override_value, resume_overrides
+from promptlearn.cli.sweep_resume import take_sweep_resume
 from promptlearn.utils.errors import ConfigError, PromptlearnError, unknown_name
 from promptlearn.utils.paths import config_dir
 
@@ -81,6 +84,8 @@ def compose_checked(run: Callable[..., Any], config_name: str, overrides: list[s
 
 def complete_command_line(config_name: str, argv: list[str], complete: Completion | None = None) -> list[str]:
     """``argv`` as Hydra should run it: checked, and completed for a resume or an explicit trainer preset."""
+    args, _ = get_args_parser().parse_known_args(argv)
+    argv = take_sweep_resume(config_name, argv, bool(args.multirun))
     args, _ = get_args_parser().parse_known_args(argv)
     if args.multirun or args.help or args.hydra_help or args.cfg or args.info or args.shell_completion:
         return argv

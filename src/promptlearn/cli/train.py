@@ -29,6 +29,7 @@ from promptlearn.cli.components import (
 from promptlearn.cli.results import RunRecord, as_floats
 from promptlearn.cli.run import hydra_command
 from promptlearn.cli.run_config import flat_config, hydra_overrides
+from promptlearn.cli.sweep_resume import cut_off, finished_results, resuming_sweep
 from promptlearn.data.datamodule import TaskDataModule
 from promptlearn.inference.transfer import evaluate_on
 from promptlearn.methods.base import FrozenBackboneModule
@@ -96,6 +97,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the configured method and return everything results.json records."""
     output_dir = Path(cfg.output_dir)
     check_writable(output_dir)
+    ckpt_path = cfg.ckpt_path
+    if resuming_sweep():
+        done = finished_results(output_dir)
+        if done is not None:
+            log.info("sweep_resume: %s is finished (results.json); skipped", output_dir)
+            return done
+        if cut_off(output_dir):
+            log.info("sweep_resume: %s was cut off; continuing from checkpoints/last.ckpt", output_dir)
+            ckpt_path = "last"
     backbone, task, datamodule = build_backbone_and_task(cfg)
     module = build_method(cfg, backbone, task)
     module.check_fits(datamodule.longest_sequence())
@@ -107,7 +117,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         output_dir / "checkpoints", cfg.checkpoint.monitor, cfg.checkpoint.mode, cfg.checkpoint.every_n_train_steps,
         cfg.checkpoint.get("every_n_minutes"), requeue_signal(cfg),
     )
-    resume_from = checkpoints.resume_point(cfg.ckpt_path)
+    resume_from = checkpoints.resume_point(ckpt_path)
     if cfg.baseline and cfg.test:
         record.describe(baseline=no_prompt_baseline(cfg, backbone, task, datamodule, output_dir, resume_from is not None))
 
