@@ -85,3 +85,12 @@ def test_every_method_config_starts_from_the_base_keys(compose_train, method):
     accepted = set(inspect.signature(get_class(composed.method._target_)).parameters) | set(
         inspect.signature(get_class("promptlearn.methods.base.FrozenBackboneModule")).parameters)
     assert base <= accepted  # every base key is one the method really takes
+
+
+def test_prefix_tuning_trains_its_mlp_at_li_and_liangs_lr(compose_train):
+    """The MLP multiplies each step: at a soft prompt's LR 0.01 (or 1e-3) SmolLM2 fell below its bare template."""
+    for model in ("smollm2_135m", "t5_base_lm_adapt"):
+        optimizer = compose_train(f"model={model}", "method=prefix_tuning").optimizer
+        assert optimizer._target_ == "torch.optim.AdamW" and optimizer.lr == 5e-5
+    assert compose_train("method=prefix_tuning", "optimizer.lr=1e-3").optimizer.lr == 1e-3
+    assert compose_train("method=p_tuning_v2").optimizer.lr == 0.01
