@@ -13,7 +13,8 @@ def sweep(root, scores: dict[str, list[float]]) -> None:
     for method, per_seed in scores.items():
         for seed, score in enumerate(per_seed):
             write_run(root, f"{method}_seed{seed}", task="rotten_tomatoes", model="smollm2_135m", method=method,
-                      seed=seed, score=score, trainable=100 if method != "model_tuning" else 1000)
+                      seed=seed, score=score, trainable=100 if method != "model_tuning" else 1000,
+                      length=20 if method == "prompt_tuning" else 10)
 
 
 def test_the_page_holds_mean_and_std_per_method_and_keeps_its_prose(tmp_path):
@@ -34,6 +35,8 @@ def test_the_page_holds_mean_and_std_per_method_and_keeps_its_prose(tmp_path):
     assert rows["model_tuning"][6] == "1,000" and rows["model_tuning"][2] == ""  # no setting varies
     assert "![methods](results/methods.png)" in text
     image_is_a_plot(tmp_path / "docs" / "results" / "methods.png")
+
+    assert not (tmp_path / "docs" / "results" / "prompt_length.png").exists()  # lengths differ by method only
 
     sweep(runs, {"p_tuning": [0.7]})  # a rerun replaces the section, never appends a second one
     report_main([str(runs), "--page", str(page)])

@@ -32,7 +32,7 @@ def page_table(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
         shown.update({name: row[name] for name in settings if not _blank(row[name])})
         rows.append({
             "task": shown.pop("task", ""), "method": shown.pop("method", ""),
-            "settings": ", ".join(f"{k.removeprefix('method.')}={v}" for k, v in shown.items() if k != "model"),
+            "settings": ", ".join(f"{k.removeprefix('method.')}={_value(v)}" for k, v in shown.items() if k != "model"),
             "seeds": int(row["seeds"]),
             f"{metric} (%)": percent(row[f"{metric} mean"], row[f"{metric} std"]),
             "no prompt (%)": percent(row.get(f"baseline/{metric} mean", math.nan), math.nan),
@@ -45,6 +45,10 @@ def page_table(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 def _blank(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
+
+
+def _value(value: object) -> object:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _count(value: object) -> str:

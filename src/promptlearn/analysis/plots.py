@@ -35,6 +35,8 @@ def curve_labels(runs: pd.DataFrame, x: str, exclude: tuple[str, ...] = ()) -> p
         parts = []
         for column in varying:
             value = row[column]
+            if value is None or (isinstance(value, float) and value != value):
+                continue  # a setting this method does not have (num_shots of prompt tuning)
             if column == "method":
                 parts.append(style.METHOD_LABELS.get(value, str(value)))
             elif column == "model":

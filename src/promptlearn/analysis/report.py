@@ -100,7 +100,8 @@ def write_report(runs: pd.DataFrame, out_dir: str | Path, metric: str | None = N
 
     task = focus["task"].iloc[0] if not focus.empty else ""
     def varies(column: str) -> bool:
-        return column in focus and focus[column].dropna().nunique() > 1
+        """Within one method: the prompt lengths of different methods are no length axis."""
+        return column in focus and any(rows[column].dropna().nunique() > 1 for _, rows in focus.groupby("method"))
 
     if focus["model"].nunique() > 1:
         written += plot_scaling(focus, metric, out_dir / "scaling.png", title=f"{task}: by model size")

@@ -22,7 +22,7 @@ from pathlib import Path
 import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, NullLocator, PercentFormatter
+from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator, PercentFormatter
 
 from promptlearn.utils.atomic import atomic_write
 
@@ -69,8 +69,12 @@ def is_fraction(values: Iterable[float]) -> bool:
 
 def percent_axis(ax: Axes, values: Iterable[float], axis: str = "y") -> None:
     """Show scores in [0, 1] as percentages."""
+    values = list(values)
     if is_fraction(values):
-        (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(PercentFormatter(1.0, decimals=0))
+        target = ax.yaxis if axis == "y" else ax.xaxis
+        target.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 2.5, 5, 10]))
+        span = max(values) - min(values) if values else 1.0
+        target.set_major_formatter(PercentFormatter(1.0, decimals=0 if span >= 0.1 else 1))
 
 
 def plain_number(value: float) -> str:
