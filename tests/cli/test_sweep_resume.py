@@ -69,7 +69,8 @@ def test_a_sweep_killed_after_two_jobs_resumes_with_the_rest_only(tmp_path):
     assert len(table) == 4 and table.equals(reference)
 
 
-def test_sweep_resume_mistakes_are_one_line(tmp_path):
+def test_sweep_resume_mistakes_are_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv(ENVIRONMENT, "")  # restored afterwards, whatever the command line sets
     with pytest.raises(ConfigError, match="resumes a multirun"):
         complete_command_line("train", ["sweep_resume=true", f"hydra.run.dir={tmp_path}"])
     with pytest.raises(ConfigError, match="needs hydra.sweep.dir"):
@@ -88,8 +89,11 @@ def test_sweep_resume_mistakes_are_one_line(tmp_path):
 
 
 def test_a_matching_resume_is_passed_on_without_the_flag(tmp_path, monkeypatch):
-    monkeypatch.delenv(ENVIRONMENT, raising=False)
+    monkeypatch.setenv(ENVIRONMENT, "")  # restored afterwards, whatever the command line sets
     (tmp_path / "multirun.yaml").write_text("hydra:\n  overrides:\n    task: ['seed=0,1', model=tiny_llama]\n")
     argv = ["-m", "model=tiny_llama", "seed=0,1", f"hydra.sweep.dir={tmp_path}", "sweep_resume=true"]
     assert complete_command_line("train", argv) == argv[:-1]
     assert os.environ[ENVIRONMENT] == "1"
+    from promptlearn.cli.sweep_resume import resuming_sweep
+
+    assert not resuming_sweep()  # outside a Hydra multirun, a run is never skipped

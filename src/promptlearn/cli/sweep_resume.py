@@ -18,6 +18,8 @@ import json
 import os
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from promptlearn.cli.resume import override_key, override_value
@@ -69,7 +71,10 @@ def check_same_sweep(argv: list[str]) -> None:
 
 
 def resuming_sweep() -> bool:
-    return os.environ.get(ENVIRONMENT) == "1"
+    """Whether this job belongs to a sweep started with ``sweep_resume=true`` (never true outside a multirun)."""
+    if os.environ.get(ENVIRONMENT) != "1" or not HydraConfig.initialized():
+        return False
+    return HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def finished_results(output_dir: Path) -> dict | None:
