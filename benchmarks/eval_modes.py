@@ -7,6 +7,11 @@ generation-evaluated run uses) and with the longest label word's token count (th
 favourable to generation, which only a run that knows its labels could set). Same module, prompt, examples and batch size, under ``no_grad``.
 Target: rank >= 3x generation's examples/s.
 
+Generation's prefill, at the default ``max_new_tokens``: decoding from a cache computed padding-free
+with the prompt run once (``packed``, the default), with only the prompt run once (``shared``), and
+``generate``'s own padded prefill, which recomputes the prompt for every row (``padded``). The
+outputs are checked equal token for token. Target: packed >= 2x padded's examples/s.
+
     python benchmarks/eval_modes.py --model smollm2 --batch-size 32 --steps 5
 """
 
@@ -44,24 +49,39 @@ def main(argv: list[str] | None = None) -> None:
         scores, _, _ = module.choice_scores(batch)
         return best_choice(scores, batch["choice_counts"]).tolist()
 
-    def generate(max_new_tokens: int):
+    def texts(batch: dict, max_new_tokens: int, prefill: str = "packed") -> list[str]:
+        module.scorer.max_new_tokens, module.scorer.generation_prefill = max_new_tokens, prefill
+        return module.generate_texts(batch["gen_input_ids"], batch["gen_attention_mask"])
+
+    def generate(max_new_tokens: int, prefill: str = "packed"):
         def run(batch: dict) -> list[int]:
-            module.scorer.max_new_tokens = max_new_tokens
-            texts = module.generate_texts(batch["gen_input_ids"], batch["gen_attention_mask"])
-            return [match_choice(t, c) for t, c in zip(texts, batch["choices"])]
+            return [match_choice(t, c) for t, c in zip(texts(batch, max_new_tokens, prefill), batch["choices"])]
         return run
 
+    for prefill in ("shared", "padded"):  # the contenders must agree before their speeds mean anything
+        if texts(gen_batches[0], default_new_tokens, prefill) != texts(gen_batches[0], default_new_tokens):
+            raise SystemExit(f"generation with prefill '{prefill}' differs from 'packed' on the first batch")
     contenders = {
         "rank classification": cycling(rank_batches, rank),
         f"generation, max_new_tokens={default_new_tokens}": cycling(gen_batches, generate(default_new_tokens)),
         f"generation, max_new_tokens={label_tokens}": cycling(gen_batches, generate(label_tokens)),
+        f"generation, max_new_tokens={default_new_tokens}, shared prefill": cycling(
+            gen_batches, generate(default_new_tokens, "shared")),
+        f"generation, max_new_tokens={default_new_tokens}, padded prefill": cycling(
+            gen_batches, generate(default_new_tokens, "padded")),
     }
     results = side_by_side(contenders, args.steps, args.warmup, args.device)
     rows = [[name, f"{r.seconds * 1e3:.0f}", f"{args.batch_size / r.seconds:.1f}"] for name, r in results.items()]
     print_table(f"evaluation ({describe_run(args)})", ["mode", "batch ms (median)", "examples/s"], rows)
     rank_seconds = results["rank classification"].seconds
     print_table("rank / generation, examples/s", ["generation setting", "ratio (target)"], [
-        [name, verdict(r.seconds / rank_seconds, 3.0)] for name, r in results.items() if name.startswith("generation")
+        [name, verdict(r.seconds / rank_seconds, 3.0)] for name, r in results.items()
+        if name.startswith("generation") and not name.endswith("prefill")
+    ])
+    packed = results[f"generation, max_new_tokens={default_new_tokens}"].seconds
+    print_table("packed prefill / other prefills, examples/s", ["prefill", "ratio (target)"], [
+        ["shared prompt once", f"{results[f'generation, max_new_tokens={default_new_tokens}, shared prefill'].seconds / packed:.2f}"],
+        ["padded (generate's own)", verdict(results[f"generation, max_new_tokens={default_new_tokens}, padded prefill"].seconds / packed, 2.0)],
     ])
 
 

@@ -43,6 +43,7 @@ def test_limit_prints_step_over_forward_for_prompt_and_full_tuning(capsys):
 def test_eval_modes_prints_rank_and_generation(capsys):
     out = printed(capsys, eval_modes)
     assert "rank classification" in out and "max_new_tokens=32" in out and ">= 3.0" in out
+    assert "padded prefill" in out and ">= 2.0" in out
 
 
 def test_maml_step_prints_both_orders(capsys):

@@ -107,8 +107,10 @@ def build_tiny_llama(
     max_position_embeddings: int = 512,
     initializer_range: float = 0.3,
     attn_implementation: str = "eager",
+    num_key_value_heads: int | None = None,
 ) -> Backbone:
     """A randomly initialised Llama with a byte-level tokenizer: offline, seeded, seconds to build.
+    ``num_key_value_heads`` below ``num_heads`` shares key/value heads between query heads (GQA/MQA).
 
     The default ``initializer_range`` is larger than Llama's 0.02 so that the random model's output
     distribution is peaked enough for a prompt to move it (as a pretrained model's is).
@@ -121,7 +123,7 @@ def build_tiny_llama(
         intermediate_size=intermediate_size,
         num_hidden_layers=num_layers,
         num_attention_heads=num_heads,
-        num_key_value_heads=num_heads,
+        num_key_value_heads=num_key_value_heads or num_heads,
         max_position_embeddings=max_position_embeddings,
         initializer_range=initializer_range,
         pad_token_id=tokenizer.pad_token_id,

@@ -6,6 +6,8 @@
 - :func:`packed_decoder_states`: a causal LM's last hidden states, padding-free, with the leading
   positions that every row shares (a method's prompt) computed once, for one row, and attended to
   by every packed sequence as a cached prefix.
+- :func:`packed_prefill_cache`: the same forward pass over a left-padded generation batch, keeping
+  the keys and values instead, laid out as the padded batch's cache: greedy decoding starts from it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from transformers import PreTrainedModel
+from transformers import DynamicCache, PreTrainedModel
 
 from promptlearn.methods.packing import Packing, layout, plan_packing
 from promptlearn.prompts.prefix_cache import prefix_cache
@@ -69,3 +71,47 @@ def packed_decoder_states(
         use_cache=False,
     )
     return torch.cat([prefix_states, packing.unpack(packed.last_hidden_state)], dim=1)
+
+
+def packed_prefill_cache(model: PreTrainedModel, inputs: dict[str, Any], shared: int, width: int) -> DynamicCache | None:
+    """The keys and values of every position of a left-padded causal batch but the last, as the cache
+    ``generate`` would have built for it: the first ``shared`` positions computed once, the rest
+    padding-free; None when the rows are not left-padded after the shared positions.
+
+    Padding positions hold zeros (the attention mask hides them). Positions restart after the shared
+    ones in every row, as ``generate`` counts them from the attention mask.
+    """
+    embeds, mask = inputs["inputs_embeds"][:, shared:-1], inputs["attention_mask"][:, shared:-1]
+    length = mask.shape[1]
+    if length == 0:
+        return None
+    lengths = mask.sum(1)
+    columns = torch.arange(length, device=mask.device)
+    if int(lengths.min()) == 0 or not torch.equal(mask.bool(), columns[None, :] >= (length - lengths)[:, None]):
+        return None
+    # Left-padded -> right-padded (the layout packing takes) and back: a rotation of each row by its padding.
+    to_right = (columns[None, :] + (length - lengths)[:, None]) % length
+    to_left = (columns[None, :] - (length - lengths)[:, None]) % length
+    packing = plan_packing(mask.gather(1, to_right), width, min_saving=None)
+    cache = None
+    if shared:
+        cache, _ = shared_prefix_states(model, inputs["inputs_embeds"][:1, :shared], packing.rows)
+    right_embeds = embeds.gather(1, to_right[..., None].expand_as(embeds))
+    cache = cache if cache is not None else DynamicCache()
+    model.base_model(
+        inputs_embeds=packing.pack(right_embeds),
+        attention_mask=packing.attention_mask(embeds.dtype, causal=True, prefix=shared),
+        position_ids=packing.position_ids + shared,
+        cache=cache,
+        use_cache=True,
+    )
+    rows = len(mask)
+    layers = []
+    for layer in cache.layers:
+        pair = []
+        for states in (layer.keys, layer.values):  # [packed rows, kv heads, shared + width, head dim]
+            own = packing.unpack(states[:, :, shared:].transpose(1, 2))  # [rows, length, kv heads, head dim]
+            own = own.gather(1, to_left[:, :, None, None].expand_as(own)).transpose(1, 2)
+            pair.append(torch.cat([states[:1, :, :shared].expand(rows, -1, -1, -1), own], dim=2))
+        layers.append(tuple(pair))
+    return DynamicCache(layers)

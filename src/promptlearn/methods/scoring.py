@@ -27,12 +27,16 @@ import torch.nn.functional as F
 from promptlearn.backbones import Backbone
 from promptlearn.data.encoding import IGNORE_INDEX
 from promptlearn.utils.errors import ConfigError
-from promptlearn.methods.packed_forward import packed_decoder_states, packed_seq2seq_logits, shared_prefix_states
+from promptlearn.methods.packed_forward import (
+    packed_decoder_states, packed_prefill_cache, packed_seq2seq_logits, shared_prefix_states,
+)
 from promptlearn.methods.packing import PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, plan_packing
 from promptlearn.metrics import match_choice
 
 log = logging.getLogger(__name__)
 
+# How a causal LM's generation computes its inputs before decoding (see Scorer.generate).
+GENERATION_PREFILLS = ("packed", "shared", "padded")
 # Models whose logits are post-processed after the LM head; for them the full forward is used.
 _LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale")
 
@@ -92,14 +96,18 @@ class Scorer:
         max_new_tokens: int = 32,
         pack_sequences: bool = True,
         pack_width: int = 512,
+        generation_prefill: str = "packed",
     ) -> None:
         if pack_width < 1:
             raise ConfigError(f"pack_width must be a positive number of tokens, got {pack_width}")
+        if generation_prefill not in GENERATION_PREFILLS:
+            raise ConfigError(f"generation_prefill must be one of {', '.join(GENERATION_PREFILLS)}, got {generation_prefill!r}")
         self.backbone = backbone
         self.length_normalize = length_normalize
         self.max_new_tokens = max_new_tokens
         self.pack_sequences = pack_sequences
         self.pack_width = pack_width
+        self.generation_prefill = generation_prefill
         config = backbone.model.config
         self.head_only_logits = not any(getattr(config, key, None) for key in _LOGIT_POSTPROCESSING)
         self._said_why = False
@@ -208,19 +216,15 @@ class Scorer:
     def generate(self, source: InputSource, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[str]:
         """Greedy decoding from the (prompted) inputs; causal batches must be left-padded.
 
-        A causal LM's shared prefix is run once, for one row, and decoding starts from its keys and
-        values; a method's own cache (prefix tuning) is used as it is. ``generate`` reads
-        ``inputs_embeds`` as spanning the cached positions too, and skips that many.
+        A causal LM starts decoding from a cache of every input position but the last, computed
+        padding-free with the shared prompt run once (``generation_prefill="packed"``, where the
+        backbone packs); or with only the shared prompt run once (``"shared"``); or from nothing
+        (``"padded"``: ``generate``'s own prefill). A method's own cache (prefix tuning) is used as it
+        is. ``generate`` reads ``inputs_embeds`` as spanning the cached positions too, and skips that many.
         """
         inputs = source.model_inputs(input_ids, attention_mask)
         if not self.backbone.is_encoder_decoder:
-            embeds = inputs["inputs_embeds"]
-            shared = 0 if "cache" in inputs else self.shared_prefix_length(inputs, source.shared_prefix)
-            if shared:
-                inputs["cache"], _ = shared_prefix_states(self.model, embeds[:1, :shared], len(embeds))
-            elif "cache" in inputs:
-                cached = inputs["cache"].get_seq_length()
-                inputs["inputs_embeds"] = torch.cat([embeds.new_zeros(len(embeds), cached, embeds.shape[2]), embeds], 1)
+            inputs = self._generation_cache(inputs, source.shared_prefix)
         tokenizer = self.backbone.tokenizer
         output = self.model.generate(
             **inputs,
@@ -231,6 +235,25 @@ class Scorer:
             eos_token_id=tokenizer.eos_token_id,
         )
         return tokenizer.batch_decode(output, skip_special_tokens=True)
+
+    def _generation_cache(self, inputs: dict[str, Any], shared_prefix: int) -> dict[str, Any]:
+        """``inputs`` with the cache decoding starts from (see :meth:`generate`)."""
+        embeds = inputs["inputs_embeds"]
+        if "cache" in inputs:
+            cached = inputs["cache"].get_seq_length()
+            inputs["inputs_embeds"] = torch.cat([embeds.new_zeros(len(embeds), cached, embeds.shape[2]), embeds], 1)
+            return inputs
+        if self.generation_prefill == "padded":
+            return inputs
+        shared = self.shared_prefix_length(inputs, shared_prefix)
+        cache = None
+        if self.generation_prefill == "packed" and self.can_pack(inputs):
+            cache = packed_prefill_cache(self.model, inputs, shared, self.pack_width)
+        if cache is None and shared:
+            cache, _ = shared_prefix_states(self.model, embeds[:1, :shared], len(embeds))
+        if cache is not None:
+            inputs["cache"] = cache
+        return inputs
 
     # ----------------------------------------------------------------- decisions
     def predict(self, method: ScoredMethod, batch: dict[str, Any], eval_mode: str) -> Prediction:
