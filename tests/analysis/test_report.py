@@ -16,7 +16,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from promptlearn.analysis import collect_runs, suite_average, summarize, to_markdown, write_report
+from promptlearn.analysis.runs import combine
 from promptlearn.analysis.wandb_runs import collect_wandb_runs
+from promptlearn.utils.errors import DataError
 from promptlearn.cli.report import main as report_main
 
 SWEEP = ["model=tiny_t5,tiny_t5_wide", "method=prompt_tuning,model_tuning", "trainer=debug", "baseline=false",
@@ -264,3 +266,27 @@ def test_a_sweep_with_a_trainer_axis_reports_every_setting_with_its_seeds(tmp_pa
                        & (runs["config.trainer.gradient_clip_val"] == row["trainer.gradient_clip_val"])]
         assert row["test/score mean"] == pytest.approx(members["test/score"].mean())
     image_is_a_plot(tmp_path / "report" / "prompt_length.png")
+
+
+def test_a_runs_table_from_an_earlier_report_stands_in_for_its_run_folders(tmp_path):
+    """Seeds whose run folders are gone come back from the runs.csv their report wrote, and collapse
+    with new seeds of the same setting."""
+    for seed, score in ((0, 0.61), (1, 0.65)):
+        write_run(tmp_path / "old", f"a{seed}", seed=seed, score=score)
+        write_run(tmp_path / "old", f"b{seed}", seed=seed, score=score - 0.2, extra=("method.init_range=0.1",))
+    write_report(collect_runs(tmp_path / "old"), tmp_path / "old_report")
+    write_run(tmp_path / "new", "a2", seed=2, score=0.70)
+    runs = combine([collect_runs(tmp_path / "old_report" / "runs.csv"), collect_runs(tmp_path / "new")])
+    summary = summarize(runs, "test/score").sort_values("test/score mean")
+    assert summary["seeds"].tolist() == [2, 3]
+    assert summary["test/score mean"].tolist() == pytest.approx([0.43, np.mean([0.61, 0.65, 0.70])])
+    direct = summarize(collect_runs(tmp_path / "old"), "test/score")
+    reread = summarize(collect_runs(tmp_path / "old_report" / "runs.csv"), "test/score")
+    assert reread["test/score mean"].tolist() == pytest.approx(direct["test/score mean"].tolist())
+
+
+def test_a_summary_table_is_no_runs_table(tmp_path):
+    write_run(tmp_path / "old", "a0")
+    write_report(collect_runs(tmp_path / "old"), tmp_path / "report")
+    with pytest.raises(DataError, match="lacks the columns .*not its summary"):
+        collect_runs(tmp_path / "report" / "summary.csv")

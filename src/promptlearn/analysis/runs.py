@@ -110,15 +110,34 @@ def job_folders(root: Path) -> list[Path]:
     return sorted(started | finished)
 
 
+def read_runs_table(path: Path) -> pd.DataFrame:
+    """The ``runs.csv`` an earlier report wrote: the same rows, for run folders that are gone."""
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DataError(f"{path} is not a readable runs table ({err}); pass the runs.csv a report wrote") from None
+    missing = {"run", "task", "model", "method", "setting"} - set(table.columns)
+    if missing:
+        raise DataError(f"{path} lacks the columns {sorted(missing)}; pass the runs.csv a report wrote, not its summary")
+    table["setting"] = table["setting"].astype(str)
+    table.attrs["missing"] = []
+    log.info("read %d runs from %s", len(table), path)
+    return table
+
+
 def collect_runs(root: str | Path) -> pd.DataFrame:
-    """Every ``results.json`` under ``root`` (a multirun folder, or several), one row each, in path order.
+    """Every ``results.json`` under ``root`` (a multirun folder, or several), one row each, in path order;
+    or, for a ``.csv`` file, the runs table an earlier report wrote (:func:`read_runs_table`).
 
     The ``run`` column names each run's folder relative to ``root``. Jobs that started but have no
     ``results.json`` are named in a warning and in the table's ``attrs["missing"]``.
     """
     root = Path(root)
+    if root.suffix == ".csv" and root.is_file():
+        return read_runs_table(root)
     if not root.is_dir():
-        raise DataError(f"{root} is not a folder; pass a sweep folder such as multirun/<date>_<time>")
+        raise DataError(f"{root} is not a folder; pass a sweep folder such as multirun/<date>_<time>, "
+                        "or a runs.csv an earlier report wrote")
     folders = job_folders(root)
     done = [f for f in folders if (f / "results.json").is_file()]
     missing = [str(f.relative_to(root)) for f in folders if f not in done]

@@ -4,6 +4,7 @@
     promptlearn-report multirun/a multirun/b --out reports/lester --metric val/score
     promptlearn-report --wandb my-team/promptlearn --group lester_scaling --out reports/lester
     promptlearn-report multirun/offline_methods/<date> --page docs/results.md   # also its generated section
+    promptlearn-report docs/results/runs.csv multirun/more_seeds --page docs/results.md  # old runs, from their table
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from promptlearn.utils.errors import ConfigError
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="promptlearn-report", description=__doc__.splitlines()[0])
-    parser.add_argument("sweeps", nargs="*", type=Path, help="folders holding run directories with results.json")
+    parser.add_argument("sweeps", nargs="*", type=Path, help="folders holding run directories with results.json, "
+                        "or runs.csv tables an earlier report wrote")
     parser.add_argument("--out", type=Path, help="where to write the report (default: <first sweep>/report)")
     parser.add_argument("--metric", help="metric to tabulate and plot (default: test/score, else val/score)")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="also read the finished runs of this W&B project")
