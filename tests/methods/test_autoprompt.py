@@ -14,6 +14,9 @@ from promptlearn.utils.errors import ConfigError
 from promptlearn.methods.autoprompt import AutoPrompt
 from promptlearn.methods.prompt_tuning import PromptTuning
 from promptlearn.cli.train import train
+from promptlearn.backbones import build_tiny_llama
+
+from conftest import ToySentiment
 
 SECRET = "Q"  # a character the toy data never contains
 
@@ -59,6 +62,39 @@ def test_candidate_scores_are_gradient_dot_vocabulary_embeddings(tiny_backbone, 
     label_ids = {i for word in toy_sentiment.label_words for i in tokenizer(word, add_special_tokens=False)["input_ids"]}
     assert not allowed[sorted(label_ids)].any() and not allowed[tokenizer.all_special_ids].any()
     assert expected.abs().max() > 0
+
+
+def test_choice_cross_entropy_is_the_gold_choice_log_probability_among_the_choices(tiny_backbone):
+    task = ToySentiment(label_words=("n", "y"))  # one byte-level token each
+    module = AutoPrompt(tiny_backbone, task.info(), trigger_length=2, initial_trigger="ab", objective="choice_cross_entropy")
+    examples, batch = train_batch(tiny_backbone, task, size=6)
+    total, count = module.label_log_likelihood(batch)
+
+    model, embed = tiny_backbone.model, tiny_backbone.model.get_input_embeddings()
+    trigger = embed.weight[module.trigger_ids].detach()
+    word_ids = [tiny_backbone.tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in task.label_words]
+    expected = []
+    with torch.no_grad():
+        for example in examples:
+            source, target = torch.tensor([example.source_ids]), torch.tensor([example.target_ids])
+            if tiny_backbone.is_encoder_decoder:
+                start = torch.tensor([[model.config.decoder_start_token_id]])
+                logits = model(inputs_embeds=torch.cat([trigger[None], embed(source)], 1), decoder_input_ids=start).logits[0, 0]
+            else:
+                logits = model(inputs_embeds=torch.cat([trigger[None], embed(source)], 1)).logits[0, -1]
+            expected.append(logits.log_softmax(-1)[word_ids].log_softmax(-1)[example.label])
+    torch.testing.assert_close(total, torch.stack(expected), rtol=1e-4, atol=1e-5)
+    assert count.tolist() == [1] * len(examples) and (total < 0).all()
+    gradient = module.trigger_gradient(batch)
+    assert gradient.shape == trigger.shape and gradient.abs().max() > 0
+
+
+def test_choice_cross_entropy_needs_one_token_label_words(toy_sentiment):
+    backbone = build_tiny_llama()
+    with pytest.raises(ConfigError, match="label words of one token each; these tokenize to \\[3, 4\\] tokens"):
+        AutoPrompt(backbone, toy_sentiment.info(), objective="choice_cross_entropy")
+    with pytest.raises(ConfigError, match="method.objective must be one of label_likelihood, choice_cross_entropy"):
+        AutoPrompt(backbone, toy_sentiment.info(), objective="accuracy")
 
 
 def plant(backbone, task, batch) -> int:

@@ -12,6 +12,10 @@ that predicts the label's first token; substituting each output word embedding f
 scores the token per class, and the top tokens become the class's label tokens, scored at that
 position by the log of their summed probabilities.
 
+The objective (``objective``) is Shin et al.'s, the gold label's log-likelihood over the whole
+vocabulary (``label_likelihood``); or the gold choice's log-probability among the task's choices
+(``choice_cross_entropy``), which a trigger cannot improve by raising every label word at once.
+
 The search is not gradient descent on parameters: it runs under Lightning's manual optimisation
 with no optimizer, so the Trainer still drives steps, validation, checkpoints and logging.
 """
@@ -41,6 +45,7 @@ from promptlearn.prompts.projection import candidate_token_ids, hard_prompt_text
 
 log = logging.getLogger(__name__)
 
+OBJECTIVES = ("label_likelihood", "choice_cross_entropy")
 # The search has no optimizer on purpose; Lightning substitutes a no-op one and would warn each fit.
 warnings.filterwarnings("ignore", message=r".*configure_optimizers. returned .None.")
 
@@ -65,11 +70,23 @@ class AutoPrompt(LabelTokenSearch, FrozenBackboneModule):
         label_search: bool = False,
         label_tokens_per_class: int = 3,
         label_search_examples: int = 256,
+        objective: str = "label_likelihood",
         **kwargs,
     ) -> None:
         self.check_settings(arguments(locals()))
         super().__init__(backbone, task, optimizer, **kwargs)
         self.automatic_optimization = False
+        if objective not in OBJECTIVES:
+            raise ConfigError(f"method.objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+        self.objective = objective
+        word_ids = [backbone.tokenizer(w, add_special_tokens=False)["input_ids"] for w in task.label_words]
+        if objective == "choice_cross_entropy" and (task.num_choices < 2 or any(len(ids) != 1 for ids in word_ids)):
+            raise ConfigError(
+                "method.objective=choice_cross_entropy needs label words of one token each; these tokenize to "
+                f"{[len(ids) for ids in word_ids]} tokens. Use method.objective=label_likelihood, or one-token label words"
+            )
+        choice_ids = [ids[0] for ids in word_ids] if objective == "choice_cross_entropy" else []
+        self.register_buffer("choice_token_ids", torch.tensor(choice_ids, dtype=torch.long), persistent=False)
         if label_search and (task.num_choices < 2 or label_tokens_per_class < 1):
             raise ConfigError(
                 "method.label_search needs a classification task with label_words and method.label_tokens_per_class >= 1"
@@ -150,11 +167,22 @@ class AutoPrompt(LabelTokenSearch, FrozenBackboneModule):
         return self.label_search and bool((self.label_token_ids >= 0).all())
 
     def label_log_likelihood(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each row's gold-label log-likelihood and its token count, under the current triggers."""
+        """Each row's objective (:data:`OBJECTIVES`) and how many tokens it sums, under the current triggers."""
+        if self.objective == "choice_cross_entropy":
+            logp = self.class_scores(batch).log_softmax(-1)
+            return logp.gather(1, batch["label"][:, None]).squeeze(1), torch.ones_like(batch["label"])
         if not self.uses_label_tokens:
             return self.target_log_likelihood(batch["input_ids"], batch["attention_mask"], batch["labels"])
         class_scores = self.label_token_scores(batch)
         return class_scores.gather(1, batch["label"][:, None]).squeeze(1), torch.ones_like(batch["label"])
+
+    def class_scores(self, batch: dict[str, Any]) -> torch.Tensor:
+        """``[batch, classes]``: each class's log-probability at the label position, over the whole vocabulary
+        (its label tokens', if searched; else its one-token label word's)."""
+        if self.uses_label_tokens:
+            return self.label_token_scores(batch)
+        logits, _, rows = self.target_logits(batch["input_ids"], batch["attention_mask"], batch["labels"])
+        return logits[first_of_each_row(rows)].float().log_softmax(-1)[:, self.choice_token_ids]
 
     def label_token_scores(self, batch: dict[str, Any]) -> torch.Tensor:
         """``[batch, classes]``: log of the summed probability of each class's label tokens at the label position."""
@@ -226,7 +254,7 @@ class AutoPrompt(LabelTokenSearch, FrozenBackboneModule):
 
     def label_token_count(self, batch: dict[str, Any]) -> torch.Tensor:
         """How many label tokens :meth:`label_log_likelihood` sums over in this batch."""
-        if self.uses_label_tokens:
+        if self.uses_label_tokens or self.objective == "choice_cross_entropy":
             return torch.tensor(float(len(batch["label"])), device=batch["label"].device)
         return (batch["labels"] != IGNORE_INDEX).sum().float()
 
