@@ -1,5 +1,6 @@
-"""Meta-train on the toy task family with N CPU processes (gloo); every rank saves, for every meta-step,
-its prompt, its learned inner step sizes, and the gradient all-reduces DDP ran.
+"""Meta-train on the toy task family with N CPU processes (gloo), then meta-test; every rank saves, for
+every meta-step, its prompt, its learned inner step sizes, and the gradient all-reduces DDP ran, and
+the per-episode meta-test accuracies of every init.
 
     python tests/meta_ddp_run.py --devices 2 --out DIR     # Lightning relaunches this script for rank 1
 """
@@ -24,6 +25,7 @@ from promptlearn.meta.toy import keyword_family
 
 STEPS = 3
 TASKS_PER_STEP = 4
+TEST_EPISODES = 7  # odd, so the ranks hold different numbers of episodes
 
 
 class AllReduceRecorder(L.Callback):
@@ -58,9 +60,13 @@ def run(devices: int, out: Path) -> Path:
     torch.set_num_threads(1)
     L.seed_everything(0, verbose=False)
     backbone = build_tiny_llama()
-    pools = {"meta_train": [TaskSource(t) for t in keyword_family(range(6), size=8)]}
+    pools = {
+        "meta_train": [TaskSource(t) for t in keyword_family(range(6), size=8)],
+        "meta_test": [TaskSource(t) for t in keyword_family(range(6, 9), size=8)],
+    }
     datamodule = EpisodeDataModule(
-        pools, backbone, n_way=2, k_shot=2, query_shots=2, tasks_per_step=TASKS_PER_STEP
+        pools, backbone, n_way=2, k_shot=2, query_shots=2, tasks_per_step=TASKS_PER_STEP,
+        test_episodes=TEST_EPISODES, eval_batch_episodes=2,
     )
     module = MetaPromptTuning(
         backbone,
@@ -87,8 +93,11 @@ def run(devices: int, out: Path) -> Path:
         callbacks=[recorder],
     )
     trainer.fit(module, datamodule=datamodule)
+    module.eval_tasks_per_pass = 3  # chunks that cut across episodes, differently on 1 and on 2 processes
+    trainer.test(module, datamodule=datamodule, verbose=False)
+    per_episode = {name: stats["per_episode"] for name, stats in module.meta_test["inits"].items()}
     path = Path(out) / f"devices{devices}_rank{trainer.global_rank}.pt"
-    torch.save({"steps": recorder.steps, "world_size": trainer.world_size}, path)
+    torch.save({"steps": recorder.steps, "world_size": trainer.world_size, "meta_test": per_episode}, path)
     return path
 
 

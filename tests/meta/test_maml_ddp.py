@@ -1,5 +1,6 @@
 """MAML under Lightning DDP: 2 CPU processes (gloo) stay bit-identical, all-reduce once per meta-step,
-and match a single process meta-training on the same episodes."""
+and match a single process meta-training on the same episodes; their meta-test gives the single
+process's per-episode accuracies."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from meta_ddp_run import STEPS, TASKS_PER_STEP, run
+from meta_ddp_run import STEPS, TASKS_PER_STEP, TEST_EPISODES, run
 
 SCRIPT = Path(__file__).parents[1] / "meta_ddp_run.py"
 
@@ -69,3 +70,12 @@ def test_distributed_meta_training_equals_a_single_process_over_the_same_episode
         torch.testing.assert_close(ddp["inner_lr"], single["inner_lr"], rtol=1e-5, atol=1e-6)
     moved = (runs["single"]["steps"][-1]["prompt"] - after_first).abs().max()
     assert moved > 0.05  # the prompt really trained, so agreement is not trivial
+
+
+def test_meta_test_gives_the_same_per_episode_accuracies_on_one_and_on_two_processes(runs):
+    single = runs["single"]["meta_test"]
+    assert set(single) == {"meta", "random_uniform", "sampled_vocab", "class_label"}
+    assert all(len(values) == TEST_EPISODES for values in single.values())
+    for rank in ("rank0", "rank1"):
+        assert runs[rank]["meta_test"] == single  # every rank ends with all episodes, in episode order
+    assert len({value for values in single.values() for value in values}) > 1  # not one constant outcome
