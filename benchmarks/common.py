@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import torch
 from rich.console import Console
-from torch.profiler import ProfilerActivity, profile
 from rich.table import Table
 from transformers import ByT5Tokenizer, T5Config, T5ForConditionalGeneration
 
@@ -29,6 +28,7 @@ from promptlearn.backbones import (
 )
 from promptlearn.data.datamodule import TaskDataModule
 from promptlearn.data.tasks.rotten_tomatoes import RottenTomatoes
+from promptlearn.utils.memory import cpu_peak_bytes
 
 MODELS = ("smollm2", "t5_base", "t5_base_bytes", "tiny_llama", "tiny_t5")
 
@@ -153,23 +153,6 @@ def stock_activations(model: torch.nn.Module) -> int:
 
 def to_device(batch: dict, device: str) -> dict:
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
-
-def cpu_peak_bytes(fn: Callable[[], object]) -> int:
-    """Peak bytes of CPU tensors alive at once during ``fn``, above those alive before it.
-
-    Replays the allocations and frees that ``torch.profiler`` records (``profile_memory=True``) in
-    time order. It counts tensor storage only (activations, saved tensors, gradients, optimizer
-    state), not allocator slack or Python objects: the analogue of ``torch.cuda.max_memory_allocated``.
-    """
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    changes = sorted((e.time_range.start, e.self_cpu_memory_usage) for e in prof.events() if e.self_cpu_memory_usage)
-    live = peak = 0
-    for _, change in changes:
-        live += change
-        peak = max(peak, live)
-    return peak
 
 
 def measure(fn: Callable[[], object], device: str) -> tuple[float, int | None]:

@@ -16,6 +16,7 @@ import eval_modes  # noqa: E402
 import growth  # noqa: E402
 import limit  # noqa: E402
 import maml_step  # noqa: E402
+import meta_test  # noqa: E402
 import peft_step  # noqa: E402
 
 from promptlearn.backbones import build_tiny_llama, build_tiny_t5  # noqa: E402
@@ -49,6 +50,12 @@ def test_eval_modes_prints_rank_and_generation(capsys):
 def test_maml_step_prints_both_orders(capsys):
     out = printed(capsys, maml_step)
     assert "first" in out and "second" in out and "speed-up batched" in out
+
+
+def test_meta_test_prints_both_loops_and_finds_the_same_accuracies(capsys):
+    out = printed(capsys, meta_test)
+    assert "one pair at a time" in out and "pairs per pass" in out and ">= 10.0" in out
+    assert "the same in both: yes" in out
 
 
 def test_growth_prints_both_tables(capsys):

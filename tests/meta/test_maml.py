@@ -22,7 +22,9 @@ from promptlearn.utils.errors import ConfigError
 from promptlearn.data.tasks import TaskInfo
 from promptlearn.meta.maml import META_INIT, MetaPromptTuning, msl_weights
 from promptlearn.meta.task_batching import stack_task_batches
+from promptlearn.meta.batch_memory import extrapolate_peak
 from promptlearn.meta.toy import keyword_family
+from promptlearn.utils.memory import cpu_peak_bytes
 
 BUILDERS = {"tiny_t5": build_tiny_t5, "tiny_llama": build_tiny_llama}
 EPISODE_INFO = TaskInfo(name="episodes", metrics=("accuracy",), eval_mode="rank")
@@ -216,6 +218,47 @@ def test_tasks_batched_in_one_pass_give_each_task_its_own_meta_loss_and_gradient
     support = stack_task_batches([e["support"] for e in episodes], pad_id)
     alone = torch.stack([module.loss(p, e["support"]) for p, e in zip(prompts, episodes)])
     torch.testing.assert_close(module.task_losses(prompts, support), alone, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_the_batched_step_s_memory_extrapolated_from_one_and_two_tasks_predicts_four(first_order):
+    backbone = build_tiny_llama()
+    module = meta_module(backbone, first_order=first_order, inner_steps=3, prompt_length=8)
+    datamodule = episode_data(backbone, k_shot=4, query_shots=4)
+    sampler = datamodule.samplers["meta_train"]
+    episodes = [datamodule.collate(sampler.episode(i)) for i in range(4)]
+    weights = module.step_weights()
+
+    def peak(tasks: int) -> int:
+        return cpu_peak_bytes(lambda: module.batched_meta_loss(episodes[:tasks], weights)[0].mean().backward())
+
+    one, two, four = peak(1), peak(2), peak(4)
+    assert four > 2.5 * one  # batching really holds the tasks' graphs at once
+    assert extrapolate_peak(one, two, 4) == pytest.approx(four, rel=0.15)
+
+
+@pytest.mark.parametrize("budget_gib, batched", [(1e-4, False), (64.0, True)])
+def test_batch_tasks_auto_batches_only_within_its_memory_budget_and_says_so(budget_gib, batched, caplog):
+    backbone = build_tiny_llama()
+    datamodule = episode_data(backbone, tasks_per_step=4)
+    prompts = {}
+    for setting in ("auto", batched):
+        L.seed_everything(0, verbose=False)
+        module = meta_module(backbone, optimizer=functools.partial(torch.optim.AdamW, lr=0.05),
+                             batch_tasks=setting, max_batch_memory_gib=budget_gib)
+        with caplog.at_level(logging.INFO, logger="promptlearn.meta.maml"):
+            meta_trainer(2).fit(module, datamodule=datamodule)
+        prompts[setting] = module.prompt.detach()
+    choice = [r.getMessage() for r in caplog.records if "meta.batch_tasks=auto" in r.getMessage()]
+    assert len(choice) == 1  # decided once, at the first meta-step
+    assert ("batching them" in choice[0]) == batched and "4 tasks" in choice[0]
+    # The measuring passes leave no trace: auto trains exactly as the mode it chose.
+    torch.testing.assert_close(prompts["auto"], prompts[batched], rtol=0, atol=0)
+
+
+def test_an_unknown_batch_tasks_setting_is_one_clear_error():
+    with pytest.raises(ConfigError, match="meta.batch_tasks must be true, false or auto"):
+        meta_module(build_tiny_llama(), batch_tasks="sometimes")
 
 
 def test_sdpa_runs_second_order_on_its_math_backend(caplog):

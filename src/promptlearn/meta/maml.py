@@ -37,7 +37,9 @@ from torchmetrics import CatMetric, MeanMetric
 
 from promptlearn.backbones import Backbone
 from promptlearn.utils.errors import ConfigError, NonFiniteLossError, unknown_name
+from promptlearn.utils.memory import peak_bytes
 from promptlearn.methods.checkpoint_hooks import TrainableOnlyCheckpoints
+from promptlearn.meta.batch_memory import BatchingChoice, extrapolate_peak, memory_budget
 from promptlearn.meta.episode_prompts import episode_logits
 from promptlearn.meta.meta_test import META_INIT, MetaEvaluation
 from promptlearn.meta.msl import msl_weights
@@ -77,7 +79,8 @@ class MetaPromptTuning(MetaEvaluation, TrainableOnlyCheckpoints, L.LightningModu
         eval_inits: Sequence[str] = ("random_uniform", "sampled_vocab", "class_label"),
         length_normalize: bool = False,
         backbone_dropout: bool = False,
-        batch_tasks: bool = True,
+        batch_tasks: bool | str = "auto",
+        max_batch_memory_gib: float | None = None,
         eval_tasks_per_pass: int = 32,
         seed: int = 0,
     ) -> None:
@@ -116,6 +119,8 @@ class MetaPromptTuning(MetaEvaluation, TrainableOnlyCheckpoints, L.LightningModu
         self.length_normalize = length_normalize
         self.eval_inits = tuple(eval_inits)
         self.batch_tasks = batch_tasks
+        self.max_batch_memory_gib = max_batch_memory_gib
+        self.batching_choice: BatchingChoice | None = None  # what batch_tasks=auto decided, at the first meta-step
         self.eval_tasks_per_pass = eval_tasks_per_pass
         self.seed = seed
         self.val_accuracy = MeanMetric()
@@ -136,6 +141,10 @@ class MetaPromptTuning(MetaEvaluation, TrainableOnlyCheckpoints, L.LightningModu
         positive(settings, "inner_lr", "0.3", prefix="meta")
         at_least(settings, "msl_anneal_steps", 1, "100", prefix="meta")
         at_least(settings, "eval_tasks_per_pass", 1, "32", prefix="meta")
+        if settings.get("batch_tasks", "auto") not in (True, False, "auto"):
+            raise ConfigError(f"meta.batch_tasks must be true, false or auto, not {settings['batch_tasks']!r}")
+        if settings.get("max_batch_memory_gib") is not None:
+            positive(settings, "max_batch_memory_gib", "8", prefix="meta")
         for name in settings.get("eval_inits", ()):
             if name not in INITS:
                 raise unknown_name("meta.eval_inits entry", str(name), INITS)
@@ -249,7 +258,7 @@ class MetaPromptTuning(MetaEvaluation, TrainableOnlyCheckpoints, L.LightningModu
         optimizer.zero_grad()
         weights = self.step_weights()
         with self._attention():
-            batched = self.batched_meta_loss(batch, weights) if self.batch_tasks and len(batch) > 1 else None
+            batched = self.batched_meta_loss(batch, weights) if self._batch_this_step(batch, weights) else None
             if batched is not None:
                 losses, accuracies = batched
                 self._check_finite(losses.sum())
@@ -262,6 +271,40 @@ class MetaPromptTuning(MetaEvaluation, TrainableOnlyCheckpoints, L.LightningModu
         self.log("train/loss", mean_loss, prog_bar=True, batch_size=len(batch))
         self.log("train/accuracy", accuracies.mean(), batch_size=len(batch))
         return mean_loss
+
+    def _batch_this_step(self, batch: list[dict[str, Any]], weights: torch.Tensor) -> bool:
+        if len(batch) < 2 or self.batch_tasks is False:
+            return False
+        if self.batch_tasks is True:
+            return True
+        if self.batching_choice is None:
+            self.batching_choice = self._choose_batching(batch, weights)
+            if self.batching_choice is not None:
+                log.info(self.batching_choice.describe())
+        return self.batching_choice is not None and self.batching_choice.batched
+
+    def _choose_batching(self, batch: list[dict[str, Any]], weights: torch.Tensor) -> BatchingChoice | None:
+        """Measure the batched step's peak memory on one task and on two (gradients discarded); every rank
+        decides on the largest estimate. None where these tasks cannot share a batch (decided later)."""
+        if self.batched_meta_loss(batch[:2], weights) is None:
+            return None
+
+        def step(episodes: list[dict[str, Any]]):
+            def run() -> None:
+                with self._block_gradient_sync():
+                    losses, _ = self.batched_meta_loss(episodes, weights)
+                    losses.mean().backward()
+            return run
+
+        device = self.prompt.device
+        one, two = peak_bytes(step(batch[:1]), device), peak_bytes(step(batch[:2]), device)
+        for parameter in self.trainable_parameters():
+            parameter.grad = None
+        estimate = torch.tensor(float(extrapolate_peak(one, two, len(batch))), device=device)
+        if self.trainer.world_size > 1:
+            estimate = self.all_gather(estimate).max()
+        budget = memory_budget(self.max_batch_memory_gib, device)
+        return BatchingChoice(int(estimate.item()) <= budget, len(batch), int(estimate.item()), budget)
 
     def _per_task_meta_step(
         self, batch: list[dict[str, Any]], weights: torch.Tensor
