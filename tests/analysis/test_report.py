@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -283,6 +284,18 @@ def test_a_runs_table_from_an_earlier_report_stands_in_for_its_run_folders(tmp_p
     direct = summarize(collect_runs(tmp_path / "old"), "test/score")
     reread = summarize(collect_runs(tmp_path / "old_report" / "runs.csv"), "test/score")
     assert reread["test/score mean"].tolist() == pytest.approx(direct["test/score mean"].tolist())
+
+
+def test_a_run_given_by_its_folder_and_by_a_runs_table_counts_once(tmp_path, caplog):
+    for seed, score in ((0, 0.61), (1, 0.65)):
+        write_run(tmp_path / "old", f"a{seed}", seed=seed, score=score)
+    write_report(collect_runs(tmp_path / "old"), tmp_path / "report")
+    with caplog.at_level(logging.WARNING):
+        runs = combine([collect_runs(tmp_path / "report" / "runs.csv"), collect_runs(tmp_path / "old")])
+    assert len(runs) == 2 and "2 run(s) given twice, counted once" in caplog.text
+    summary = summarize(runs, "test/score")
+    assert summary["seeds"].tolist() == [2]
+    assert summary["test/score std"].iloc[0] == pytest.approx(np.std([0.61, 0.65], ddof=1))
 
 
 def test_a_summary_table_is_no_runs_table(tmp_path):

@@ -152,8 +152,20 @@ def collect_runs(root: str | Path) -> pd.DataFrame:
     return table
 
 
+# A run read twice (its folder, and the runs.csv of a report that already read it) matches on these.
+RUN_IDENTITY = ("run", "setting", "seed", "wall_time_s")
+
+
 def combine(tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """The runs of several tables, each run once: a run given twice (say, by a runs.csv and by the folder
+    it was read from) counts once."""
     tables = list(tables)
     combined = pd.concat(tables, ignore_index=True)
+    identity = [c for c in RUN_IDENTITY if c in combined.columns]
+    repeated = combined.duplicated(subset=identity)
+    if repeated.any():
+        log.warning("%d run(s) given twice, counted once: %s", int(repeated.sum()),
+                    ", ".join(combined.loc[repeated, "run"].astype(str)))
+        combined = combined[~repeated].reset_index(drop=True)
     combined.attrs["missing"] = [m for t in tables for m in t.attrs.get("missing", [])]
     return combined
