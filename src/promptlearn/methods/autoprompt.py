@@ -92,7 +92,7 @@ class AutoPrompt(LabelTokenSearch, FrozenBackboneModule):
                 "method.label_search needs a classification task with label_words and method.label_tokens_per_class >= 1"
             )
         tokenizer = backbone.tokenizer
-        label_ids = [i for word in task.label_words for i in tokenizer(word, add_special_tokens=False)["input_ids"]]
+        label_ids = [i for ids in word_ids for i in ids]
         candidates = candidate_token_ids(
             tokenizer,
             backbone.vocab_size,
@@ -168,13 +168,13 @@ class AutoPrompt(LabelTokenSearch, FrozenBackboneModule):
 
     def label_log_likelihood(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Each row's objective (:data:`OBJECTIVES`) and how many tokens it sums, under the current triggers."""
-        if self.objective == "choice_cross_entropy":
-            logp = self.class_scores(batch).log_softmax(-1)
-            return logp.gather(1, batch["label"][:, None]).squeeze(1), torch.ones_like(batch["label"])
-        if not self.uses_label_tokens:
+        among_choices = self.objective == "choice_cross_entropy"
+        if not (among_choices or self.uses_label_tokens):
             return self.target_log_likelihood(batch["input_ids"], batch["attention_mask"], batch["labels"])
-        class_scores = self.label_token_scores(batch)
-        return class_scores.gather(1, batch["label"][:, None]).squeeze(1), torch.ones_like(batch["label"])
+        scores = self.class_scores(batch)
+        if among_choices:
+            scores = scores.log_softmax(-1)
+        return scores.gather(1, batch["label"][:, None]).squeeze(1), torch.ones_like(batch["label"])
 
     def class_scores(self, batch: dict[str, Any]) -> torch.Tensor:
         """``[batch, classes]``: each class's log-probability at the label position, over the whole vocabulary

@@ -93,11 +93,9 @@ def packed_prefill_cache(model: PreTrainedModel, inputs: dict[str, Any], shared:
     to_right = (columns[None, :] + (length - lengths)[:, None]) % length
     to_left = (columns[None, :] - (length - lengths)[:, None]) % length
     packing = plan_packing(mask.gather(1, to_right), width, min_saving=None)
-    cache = None
-    if shared:
-        cache, _ = shared_prefix_states(model, inputs["inputs_embeds"][:1, :shared], packing.rows)
-    right_embeds = embeds.gather(1, to_right[..., None].expand_as(embeds))
+    cache = shared_prefix_states(model, inputs["inputs_embeds"][:1, :shared], packing.rows)[0] if shared else None
     cache = cache if cache is not None else DynamicCache()
+    right_embeds = embeds.gather(1, to_right[..., None].expand_as(embeds))
     model.base_model(
         inputs_embeds=packing.pack(right_embeds),
         attention_mask=packing.attention_mask(embeds.dtype, causal=True, prefix=shared),
