@@ -303,3 +303,13 @@ def test_a_summary_table_is_no_runs_table(tmp_path):
     write_report(collect_runs(tmp_path / "old"), tmp_path / "report")
     with pytest.raises(DataError, match="lacks the columns .*not its summary"):
         collect_runs(tmp_path / "report" / "summary.csv")
+
+
+def test_the_no_prompt_line_is_the_trained_runs_baseline_not_a_few_shot_prompt_s():
+    from promptlearn.analysis.plots import _baseline_value
+
+    runs = pd.DataFrame({"trainable_params": [10, 10, 0], "test/score": [0.8, 0.82, 0.5],
+                         "baseline/test/score": [0.78, 0.78, 0.5]})  # the last: a 4-shot prompt's own score
+    assert _baseline_value(runs, "test/score") == pytest.approx(0.78)
+    untrained = runs[runs["trainable_params"] == 0]
+    assert _baseline_value(untrained, "test/score") == pytest.approx(0.5)  # nothing trained: what was measured

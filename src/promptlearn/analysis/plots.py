@@ -66,8 +66,15 @@ def _band(ax: Axes, stats: pd.DataFrame, x: str, label: str) -> None:
 
 
 def _baseline_value(runs: pd.DataFrame, metric: str) -> float | None:
+    """The no-prompt line: the mean baseline of the runs that trained a prompt. A run with nothing to
+    train (prompt design) evaluates its baseline with its own demonstrations in the template, so it
+    counts only where no run trained."""
     column = f"baseline/{metric}"
-    return float(runs[column].mean()) if column in runs and runs[column].notna().any() else None
+    if column not in runs or runs[column].isna().all():
+        return None
+    trained = runs[runs["trainable_params"] > 0] if "trainable_params" in runs else runs
+    values = (trained if trained[column].notna().any() else runs)[column]
+    return float(values.mean())
 
 
 def _finish(ax: Axes, runs: pd.DataFrame, metric: str, title: str, seeds: pd.Series) -> None:
