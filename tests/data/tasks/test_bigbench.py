@@ -118,3 +118,10 @@ def test_real_tarball_strategyqa(tmp_path):
     assert sum(e.target == " Yes" for e in examples) == 1071  # the rest are " No"
     assert task.render(examples[0].fields) == "Q: Is it common to see frost during some college commencements?\nA:"
     assert time.time() - started < 60
+
+
+def test_a_task_whose_examples_share_their_choices_has_them_as_label_words():
+    fact_check = from_json("tiny_fact_check").info()
+    assert fact_check.label_words == (" True", " False", " Neither") and fact_check.num_choices == 3
+    ragged = from_json("tiny_suite/easy", name="animals").info()
+    assert ragged.label_words == () and ragged.num_choices == 0

@@ -22,13 +22,13 @@ import tarfile
 import tempfile
 import urllib.request
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from promptlearn.utils.paths import default_cache_dir
 from promptlearn.data.tasks.rows import BadRow, convert_rows, text
-from promptlearn.data.tasks import Example, Task
+from promptlearn.data.tasks import Example, Task, TaskInfo
 from promptlearn.utils.errors import ConfigError, DataError, MissingPackageError, unknown_name
 
 log = logging.getLogger(__name__)
@@ -224,6 +224,18 @@ class BigBenchTask(Task):
         listed = "".join(choice_prefix + k for k in keys) if choice_prefix is not None else ""
         choices = tuple(self.answer_prefix + k for k in keys)
         return Example({"input": question, "choices": listed}, choices[label], choices, label)
+
+    def info(self) -> TaskInfo:
+        """A task whose examples all offer the same choices in the same order (` Valid`, ` Invalid`) is a
+        classification task: those choices are its label words, for ``init=class_label`` and class metrics."""
+        info = super().info()
+        if info.label_words or self.eval_mode != "rank":
+            return info
+        choice_lists = {example.choices for example in self.load_examples()}
+        if len(choice_lists) != 1:
+            return info
+        (words,) = choice_lists
+        return replace(info, label_words=words, num_choices=len(words))
 
     def load_splits(self) -> dict[str, list[Example]]:
         examples = self.load_examples()
