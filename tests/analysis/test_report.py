@@ -204,6 +204,21 @@ def test_figures_come_as_png_and_pdf(tmp_path):
     assert (tmp_path / "report" / "methods.pdf").read_bytes().startswith(b"%PDF")
 
 
+def test_several_tasks_get_a_method_figure_each(tmp_path):
+    for task, scores in (("rte", (0.8, 0.7)), ("boolq", (0.6, 0.65))):
+        for method, score in zip(("prompt_tuning", "prefix_tuning"), scores):
+            write_run(tmp_path, f"{task}_{method}", task=task, method=method, score=score)
+    write_run(tmp_path, "rte_model_tuning", task="rte", method="model_tuning", score=0.9)  # on one task only
+    written = {p.name for p in write_report(collect_runs(tmp_path), tmp_path / "report")}
+    assert {"methods_rte.png", "methods_boolq.png", "methods.png"} <= written  # methods.png: the 2-task average
+    for task in ("rte", "boolq"):
+        image_is_a_plot(tmp_path / "report" / f"methods_{task}.png")
+    summary = pd.read_csv(tmp_path / "report" / "summary.csv")
+    average = summary[summary["task"] == "average"]
+    assert sorted(average["method"]) == ["prefix_tuning", "prompt_tuning"]  # model tuning missed boolq
+    assert average.set_index("method").loc["prompt_tuning", "test/score mean"] == pytest.approx(0.7)
+
+
 def test_style_words_percentages_and_ticks():
     from promptlearn.analysis import style
 

@@ -78,7 +78,8 @@ def write_report(runs: pd.DataFrame, out_dir: str | Path, metric: str | None = N
     """Write the tables and whichever figures the sweep's axes allow; return the files written.
 
     With several tasks, ``summary`` also holds their average (task ``average``: the SuperGLUE score
-    of per-task runs), and the figures show that average; with one task they show that task.
+    of per-task runs), and the figures show that average, with one method figure per task beside it
+    (``methods_<task>.png``); with one task they show that task.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -111,6 +112,10 @@ def write_report(runs: pd.DataFrame, out_dir: str | Path, metric: str | None = N
         written += plot_init(focus, metric, out_dir / "init.png", title=f"{task}: by prompt initialisation")
     if focus["method"].nunique() > 1 and focus["model"].nunique() == 1:
         written += plot_methods(focus, metric, out_dir / "methods.png", title=f"{task}: by method")
+    if runs["task"].nunique() > 1:  # the average hides each task's own ranking, and needs every method on every task
+        for name, rows in runs.groupby("task", sort=True):
+            if rows["method"].nunique() > 1 and rows["model"].nunique() == 1:
+                written += plot_methods(rows, metric, out_dir / f"methods_{name}.png", title=f"{name}: by method")
     for path in written:
         log.info("wrote %s", path)
     return written
