@@ -234,12 +234,18 @@ class MetaPromptTuning(MetaEvaluation, TrainableOnlyCheckpoints, L.LightningModu
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """:meth:`meta_loss` of every episode, ``([tasks], [tasks])``, from one batch per inner step;
         None where the episodes cannot share a batch."""
+        stacked = self._stacked(episodes)
+        if stacked is None:
+            return None
+        support, query = stacked
+        return self._meta_losses(self.prompt.expand(len(episodes), -1, -1), support, query, weights)
+
+    def _stacked(self, episodes: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The episodes' support and query batches, each stacked into one; None where they cannot share one."""
         pad_id = self.backbone.tokenizer.pad_token_id
         support = stack_task_batches([e["support"] for e in episodes], pad_id)
         query = stack_task_batches([e["query"] for e in episodes], pad_id)
-        if support is None or query is None:
-            return None
-        return self._meta_losses(self.prompt.expand(len(episodes), -1, -1), support, query, weights)
+        return None if support is None or query is None else (support, query)
 
     def meta_loss(self, episode: dict[str, Any], weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One episode's weighted query losses along the adapted path, and the final prompt's query accuracy."""
@@ -286,7 +292,7 @@ class MetaPromptTuning(MetaEvaluation, TrainableOnlyCheckpoints, L.LightningModu
     def _choose_batching(self, batch: list[dict[str, Any]], weights: torch.Tensor) -> BatchingChoice | None:
         """Measure the batched step's peak memory on one task and on two (gradients discarded); every rank
         decides on the largest estimate. None where these tasks cannot share a batch (decided later)."""
-        if self.batched_meta_loss(batch[:2], weights) is None:
+        if self._stacked(batch[:2]) is None:
             return None
 
         def step(episodes: list[dict[str, Any]]):
