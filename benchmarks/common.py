@@ -28,7 +28,7 @@ from promptlearn.backbones import (
 )
 from promptlearn.data.datamodule import TaskDataModule
 from promptlearn.data.tasks.rotten_tomatoes import RottenTomatoes
-from promptlearn.utils.memory import cpu_peak_bytes
+from promptlearn.utils.memory import cpu_peak_bytes, peak_bytes
 
 MODELS = ("smollm2", "t5_base", "t5_base_bytes", "tiny_llama", "tiny_t5")
 
@@ -159,13 +159,16 @@ def measure(fn: Callable[[], object], device: str) -> tuple[float, int | None]:
     """Seconds of one call of ``fn``, and on CUDA its peak allocated bytes (on CPU: None, see :func:`cpu_peak_bytes`)."""
     gc.collect()
     if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        start = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        return time.perf_counter() - start, torch.cuda.max_memory_allocated() - before
+        seconds = []
+
+        def timed() -> None:
+            start = time.perf_counter()
+            fn()
+            torch.cuda.synchronize()
+            seconds.append(time.perf_counter() - start)
+
+        peak = peak_bytes(timed, torch.device(device))
+        return seconds[0], peak
     start = _clock()
     fn()
     return _clock() - start, None
