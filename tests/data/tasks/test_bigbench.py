@@ -121,7 +121,10 @@ def test_real_tarball_strategyqa(tmp_path):
 
 
 def test_a_task_whose_examples_share_their_choices_has_them_as_label_words():
-    fact_check = from_json("tiny_fact_check").info()
+    task = from_json("tiny_fact_check")
+    fact_check = task.info()
     assert fact_check.label_words == (" True", " False", " Neither") and fact_check.num_choices == 3
+    task.load_examples = None  # asking again must not read the task file again
+    assert task.info() == fact_check
     ragged = from_json("tiny_suite/easy", name="animals").info()
     assert ragged.label_words == () and ragged.num_choices == 0

@@ -23,6 +23,7 @@ import tempfile
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -229,13 +230,16 @@ class BigBenchTask(Task):
         """A task whose examples all offer the same choices in the same order (` Valid`, ` Invalid`) is a
         classification task: those choices are its label words, for ``init=class_label`` and class metrics."""
         info = super().info()
-        if info.label_words or self.eval_mode != "rank":
+        if info.label_words or self.eval_mode != "rank" or not self._shared_choices:
             return info
+        return replace(info, label_words=self._shared_choices, num_choices=len(self._shared_choices))
+
+    @cached_property
+    def _shared_choices(self) -> tuple[str, ...]:
+        """The choices every example offers, in order; empty where they differ. Read once: a run asks for
+        ``info()`` several times, and each read parses the whole task file."""
         choice_lists = {example.choices for example in self.load_examples()}
-        if len(choice_lists) != 1:
-            return info
-        (words,) = choice_lists
-        return replace(info, label_words=words, num_choices=len(words))
+        return next(iter(choice_lists)) if len(choice_lists) == 1 else ()
 
     def load_splits(self) -> dict[str, list[Example]]:
         examples = self.load_examples()
