@@ -142,3 +142,21 @@ def test_transfer_evaluation_equals_a_prompt_built_for_the_other_task(toy_sentim
     expected = trainer.test(reference, datamodule=TaskDataModule(other, backbone, eval_batch_size=8), verbose=False)[0]
     assert transferred == pytest.approx({k: float(v) for k, v in expected.items()})
     assert trained.task == toy_sentiment.info()  # the module is its own task's again
+
+
+@pytest.mark.parametrize(("experiment", "axis", "values"), [
+    ("offline_ablation_init", "method.init", ["random_uniform", "sampled_vocab", "class_label"]),
+    ("offline_ablation_prompt_length", "method.prompt_length", ["1", "5", "20", "100", "150"]),
+])
+def test_offline_ablations_sweep_both_real_backbones_with_the_offline_prompt_tuning_settings(experiment, axis, values):
+    axes = sweep_axes(experiment)
+    assert axes["model"] == ["smollm2_135m", "gemma3_270m"] and axes["seed"] == ["0", "1", "2"]
+    assert [str(v) for v in axes[axis]] == values
+    assert len(sweep_jobs(experiment)) == 2 * len(values) * 3
+    for job in covering_jobs(experiment):
+        cfg = hydra_compose(f"experiment={experiment}", *job)
+        chosen = dict(o.split("=", 1) for o in job)
+        assert cfg.experiment_name == experiment and cfg.task.name == "rotten_tomatoes"
+        assert cfg.model.name == chosen["model"] and cfg.hydra.runtime.choices.method == "prompt_tuning"
+        assert cfg.trainer.max_steps == 100 and cfg.trainer.val_check_interval == 25 and cfg.optimizer.lr == 0.01
+        assert str(getattr(cfg.method, axis.split(".")[1])) == chosen[axis]
