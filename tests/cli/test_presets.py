@@ -160,3 +160,19 @@ def test_offline_ablations_sweep_both_real_backbones_with_the_offline_prompt_tun
         assert cfg.model.name == chosen["model"] and cfg.hydra.runtime.choices.method == "prompt_tuning"
         assert cfg.trainer.max_steps == 100 and cfg.trainer.val_check_interval == 25 and cfg.optimizer.lr == 0.01
         assert str(getattr(cfg.method, axis.split(".")[1])) == chosen[axis]
+
+
+def test_offline_scale_compares_prompt_tuning_model_tuning_and_prompt_design_at_both_real_backbones():
+    axes = sweep_axes("offline_scale")
+    assert axes["experiment/offline_method"] == ["prompt_design", "prompt_tuning", "model_tuning"]
+    assert axes["model"] == ["smollm2_135m", "gemma3_270m"] and axes["seed"] == ["0", "1", "2"]
+    assert len(sweep_jobs("offline_scale")) == 3 * 2 * 3
+    for job in covering_jobs("offline_scale"):
+        cfg = hydra_compose("experiment=offline_scale", *job)
+        chosen = dict(o.split("=", 1) for o in job)
+        method = cfg.hydra.runtime.choices.method
+        assert cfg.model.name == chosen["model"] and cfg.task.name == "rotten_tomatoes"
+        assert method == chosen["experiment/offline_method"] and cfg.trainer.max_steps == 300
+        same_as_methods_sweep = hydra_compose("experiment=offline_methods", f"experiment/offline_method={method}", f"model={cfg.model.name}")
+        assert cfg.method == same_as_methods_sweep.method and cfg.optimizer == same_as_methods_sweep.optimizer
+        assert cfg.data == same_as_methods_sweep.data
