@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from promptlearn.cli import shared_baseline
 from promptlearn.cli.components import (
     build,
     build_backbone_and_task,
@@ -75,15 +76,21 @@ def fit(trainer: L.Trainer, module: FrozenBackboneModule, datamodule: TaskDataMo
 
 def no_prompt_baseline(cfg: DictConfig, backbone: Any, task: Any, datamodule: TaskDataModule,
                        output_dir: Path, resuming: bool) -> dict[str, float]:
-    """The template's test metrics with no prompt, kept in ``baseline.json``: a resumed run reads them back."""
+    """The template's test metrics with no prompt, kept in ``baseline.json``: a resumed run reads them back,
+    and a sweep's later jobs with the same backbone, template and test data reuse them (``shared_baseline``)."""
     saved = output_dir / BASELINE_FILE
     if resuming and saved.is_file():
         return json.loads(saved.read_text())
-    no_prompt = FrozenBackboneModule(backbone, task.info())
-    trainer = build_trainer(cfg, [PredictionsWriter(output_dir, prefix="baseline_")], evaluation=True)
-    (baseline,) = trainer.test(no_prompt, datamodule=datamodule, verbose=False)
-    atomic_json_dump(as_floats(baseline), saved)
-    return as_floats(baseline)
+    key = shared_baseline.baseline_key(cfg, task.info(), datamodule)
+    baseline = shared_baseline.reuse(key, output_dir)
+    if baseline is None:
+        no_prompt = FrozenBackboneModule(backbone, task.info())
+        trainer = build_trainer(cfg, [PredictionsWriter(output_dir, prefix="baseline_")], evaluation=True)
+        (measured,) = trainer.test(no_prompt, datamodule=datamodule, verbose=False)
+        baseline = as_floats(measured)
+        shared_baseline.keep(key, baseline, output_dir)
+    atomic_json_dump(baseline, saved)
+    return baseline
 
 
 def evaluated_checkpoint(best: str | None, trainer: L.Trainer) -> dict[str, Any]:
