@@ -328,3 +328,20 @@ def test_the_no_prompt_line_is_the_trained_runs_baseline_not_a_few_shot_prompt_s
     assert _baseline_value(runs, "test/score") == pytest.approx(0.78)
     untrained = runs[runs["trainable_params"] == 0]
     assert _baseline_value(untrained, "test/score") == pytest.approx(0.5)  # nothing trained: what was measured
+
+
+def test_where_keeps_only_the_runs_that_meet_every_condition(tmp_path, capsys):
+    for seed in (0, 1):
+        for method, score in (("prompt_tuning", 0.6), ("model_tuning", 0.8), ("prompt_design", 0.4)):
+            write_run(tmp_path / "sweep", f"{method}{seed}", method=method, seed=seed, score=score + seed / 100)
+    write_report(collect_runs(tmp_path / "sweep"), tmp_path / "first")  # the runs come back from its runs.csv
+    out = tmp_path / "report"
+    report_main([str(tmp_path / "first" / "runs.csv"), "--where", "method=prompt_tuning,model_tuning",
+                 "--where", "seed=1", "--out", str(out)])
+    kept = pd.read_csv(out / "runs.csv")
+    assert sorted(zip(kept["method"], kept["seed"], kept["test/score"])) == [("model_tuning", 1, 0.81), ("prompt_tuning", 1, 0.61)]
+    for bad, message in (("methd=pez", "the runs have no column 'methd'"), ("method", "write COLUMN=VALUE"),
+                         ("method=pez", "no run meets --where method=pez")):
+        with pytest.raises(SystemExit) as exit_info:
+            report_main([str(tmp_path / "sweep"), "--where", bad, "--out", str(tmp_path / "bad")])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -169,3 +169,32 @@ def combine(tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
         combined = combined[~repeated].reset_index(drop=True)
     combined.attrs["missing"] = [m for t in tables for m in t.attrs.get("missing", [])]
     return combined
+
+
+def _as_text(value: Any) -> str:
+    """A cell as the command line would write it: 3.0 is 3, a missing value is empty."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def select_runs(runs: pd.DataFrame, conditions: Iterable[str]) -> pd.DataFrame:
+    """The runs that meet every ``column=value[,value...]`` condition (``method=prompt_tuning,model_tuning``,
+    ``config.method.num_shots=0``); values are compared as written, so ``seed=0`` matches 0 and 0.0."""
+    kept = runs
+    for condition in conditions:
+        column, equals, values = condition.partition("=")
+        if not equals or not column:
+            raise DataError(f"--where {condition!r}: write COLUMN=VALUE[,VALUE...], such as method=prompt_tuning")
+        if column not in runs.columns:
+            known = ", ".join(c for c in runs.columns if not c.startswith("config.")) + ", config.<setting>"
+            raise DataError(f"--where {condition!r}: the runs have no column '{column}'; they have {known}")
+        wanted = set(values.split(","))
+        kept = kept[kept[column].map(_as_text).isin(wanted)]
+    if kept.empty:
+        raise DataError(f"no run meets --where {' '.join(conditions)}; the runs.csv of a report lists the values")
+    kept = kept.reset_index(drop=True)
+    kept.attrs["missing"] = runs.attrs.get("missing", [])
+    return kept

@@ -5,6 +5,7 @@
     promptlearn-report --wandb my-team/promptlearn --group lester_scaling --out reports/lester
     promptlearn-report multirun/offline_methods/<date> --page docs/results.md   # also its generated section
     promptlearn-report docs/results/runs.csv multirun/more_seeds --page docs/results.md  # old runs, from their table
+    promptlearn-report docs/results/runs.csv --where method=prompt_tuning,model_tuning --where task=rotten_tomatoes --out r
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from promptlearn.analysis import collect_runs, write_report
 from promptlearn.analysis.page import generated_section, update_page
 from promptlearn.analysis.report import default_metric, is_search
 from promptlearn.analysis.tables import summarize
-from promptlearn.analysis.runs import combine
+from promptlearn.analysis.runs import combine, select_runs
 from promptlearn.cli.run import one_line_errors
 from promptlearn.utils.errors import ConfigError
 
@@ -33,6 +34,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--metric", help="metric to tabulate and plot (default: test/score, else val/score)")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="also read the finished runs of this W&B project")
     parser.add_argument("--group", help="with --wandb: only this group (an experiment name)")
+    parser.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE[,VALUE...]",
+                        help="only the runs whose COLUMN (of runs.csv: method, model, seed, config.method.init, ...) "
+                        "is one of the values; repeat for several conditions")
     parser.add_argument("--page", type=Path, help="a markdown page (docs/results.md) whose generated section is "
                         "rewritten from this report; the figures go to <page folder>/<page name>/ unless --out")
     return parser.parse_args(argv)
@@ -50,7 +54,7 @@ def report(args: argparse.Namespace) -> list[Path]:
         tables.append(collect_wandb_runs(args.wandb, group=args.group))
     if args.page is not None and args.page.suffix != ".md":
         raise ConfigError(f"--page {args.page}: give a markdown file, such as docs/results.md")
-    runs = combine(tables)
+    runs = select_runs(combine(tables), args.where) if args.where else combine(tables)
     out = args.out or (args.page.with_suffix("") if args.page else args.sweeps[0] / "report")
     search = bool(args.sweeps) and all(is_search(folder) for folder in args.sweeps)
     written = write_report(runs, out, metric=args.metric, search=search)
