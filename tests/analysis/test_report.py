@@ -345,3 +345,21 @@ def test_where_keeps_only_the_runs_that_meet_every_condition(tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_info:
             report_main([str(tmp_path / "sweep"), "--where", bad, "--out", str(tmp_path / "bad")])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_scaling_figure_marks_each_backbone_s_own_no_prompt_score(tmp_path, monkeypatch):
+    from promptlearn.analysis import plots
+
+    for model, size, no_prompt in (("small", 100, 0.78), ("large", 300, 0.66)):
+        for method, trainable in (("prompt_tuning", 10), ("prompt_design", 0)):
+            write_run(tmp_path, f"{model}_{method}", model=model, method=method, total=size, trainable=trainable)
+            results = json.loads((tmp_path / f"{model}_{method}" / "results.json").read_text())
+            results["baseline"] = {"test/score": no_prompt}
+            (tmp_path / f"{model}_{method}" / "results.json").write_text(json.dumps(results))
+    runs = collect_runs(tmp_path)
+    drawn = {}
+    monkeypatch.setattr(plots.style, "save", lambda fig, path: drawn.setdefault("fig", fig) and [])
+    plots.plot_scaling(runs, "test/score", tmp_path / "scaling.png")
+    (ax,) = drawn["fig"].axes
+    (no_prompt,) = [line for line in ax.get_lines() if line.get_label().startswith("No prompt")]
+    assert no_prompt.get_ydata().tolist() == pytest.approx([0.78, 0.66])  # not one line at their mean, 0.72

@@ -77,9 +77,26 @@ def _baseline_value(runs: pd.DataFrame, metric: str) -> float | None:
     return float(values.mean())
 
 
-def _finish(ax: Axes, runs: pd.DataFrame, metric: str, title: str, seeds: pd.Series) -> None:
-    values = [*runs[metric].tolist(), *([v] if (v := _baseline_value(runs, metric)) is not None else [])]
-    style.baseline(ax, _baseline_value(runs, metric))
+def baselines_by(runs: pd.DataFrame, metric: str, x: str) -> pd.Series:
+    """Each ``x``'s own no-prompt score, picked as :func:`_baseline_value` picks one: across backbones
+    the template alone scores differently, so one line for all would be none of theirs."""
+    values = {key: _baseline_value(rows, metric) for key, rows in runs.groupby(x, sort=True)}
+    return pd.Series({key: value for key, value in values.items() if value is not None}, dtype=float)
+
+
+def _finish(ax: Axes, runs: pd.DataFrame, metric: str, title: str, seeds: pd.Series,
+            baselines: pd.Series | None = None) -> None:
+    """Axes, title and legend; the no-prompt baseline one dashed line, or, given ``baselines`` (one per x),
+    a dashed curve through them."""
+    if baselines is None:
+        shown = [v] if (v := _baseline_value(runs, metric)) is not None else []
+        style.baseline(ax, _baseline_value(runs, metric))
+    else:
+        shown = baselines.tolist()
+        if shown:
+            ax.plot(baselines.index.to_numpy(float), baselines.to_numpy(float), marker="x",
+                    label="No prompt (template alone)", **style.BASELINE_STYLE)
+    values = [*runs[metric].tolist(), *shown]
     style.percent_axis(ax, values)
     ax.set_ylabel(style.metric_label(metric))
     ax.set_title(f"{title}\n({style.spread_note(seeds)})", fontsize=10)
@@ -104,7 +121,8 @@ def plot_scaling(runs: pd.DataFrame, metric: str, path: str | Path, title: str =
     sizes = runs.groupby("model")["backbone_params"].first().sort_values()
     style.log_axis(ax, sizes.tolist(), [f"{model}\n{style.plain_number(size)}" for model, size in sizes.items()])
     ax.set_xlabel(style.SETTING_LABELS["backbone_params"])
-    _finish(ax, runs, metric, title or f"{style.metric_label(metric)} by model size", _seeds(runs, ["model", "method"]))
+    _finish(ax, runs, metric, title or f"{style.metric_label(metric)} by model size", _seeds(runs, ["model", "method"]),
+            baselines=baselines_by(runs, metric, "backbone_params"))
     return style.save(fig, path)
 
 

@@ -36,7 +36,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--group", help="with --wandb: only this group (an experiment name)")
     parser.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE[,VALUE...]",
                         help="only the runs whose COLUMN (of runs.csv: method, model, seed, config.method.init, ...) "
-                        "is one of the values; repeat for several conditions")
+                        "is one of the values (an empty value: runs without that setting, as in config.method.num_shots=,0); "
+                        "repeat for several conditions")
     parser.add_argument("--page", type=Path, help="a markdown page (docs/results.md) whose generated section is "
                         "rewritten from this report; the figures go to <page folder>/<page name>/ unless --out")
     return parser.parse_args(argv)
