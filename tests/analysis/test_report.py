@@ -363,3 +363,20 @@ def test_the_scaling_figure_marks_each_backbone_s_own_no_prompt_score(tmp_path, 
     (ax,) = drawn["fig"].axes
     (no_prompt,) = [line for line in ax.get_lines() if line.get_label().startswith("No prompt")]
     assert no_prompt.get_ydata().tolist() == pytest.approx([0.78, 0.66])  # not one line at their mean, 0.72
+
+
+def test_an_init_figure_over_two_backbones_draws_each_one_s_no_prompt_line(tmp_path, monkeypatch):
+    from promptlearn.analysis import plots
+
+    for model, no_prompt in (("small", 0.78), ("large", 0.66)):
+        for init in ("random_uniform", "class_label"):
+            write_run(tmp_path, f"{model}_{init}", model=model, init=init)
+            results = json.loads((tmp_path / f"{model}_{init}" / "results.json").read_text())
+            results["baseline"] = {"test/score": no_prompt}
+            (tmp_path / f"{model}_{init}" / "results.json").write_text(json.dumps(results))
+    drawn = {}
+    monkeypatch.setattr(plots.style, "save", lambda fig, path: drawn.setdefault("fig", fig) and [])
+    plots.plot_init(collect_runs(tmp_path), "test/score", tmp_path / "init.png")
+    (ax,) = drawn["fig"].axes
+    lines = {line.get_label(): line.get_ydata()[0] for line in ax.get_lines() if line.get_label().startswith("No prompt")}
+    assert lines == pytest.approx({"No prompt (large)": 0.66, "No prompt (small)": 0.78})

@@ -8,6 +8,8 @@ error bar; the no-prompt baseline is drawn where the runs recorded it.
 
 from __future__ import annotations
 
+import itertools
+
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +90,12 @@ def _finish(ax: Axes, runs: pd.DataFrame, metric: str, title: str, seeds: pd.Ser
             baselines: pd.Series | None = None) -> None:
     """Axes, title and legend; the no-prompt baseline one dashed line, or, given ``baselines`` (one per x),
     a dashed curve through them."""
-    if baselines is None:
+    per_model = baselines_by(runs, metric, "model") if baselines is None and "model" in runs else pd.Series(dtype=float)
+    if baselines is None and per_model.nunique() > 1:  # curves of several backbones: each its own line
+        shown = per_model.tolist()
+        for (model, value), dashes in zip(per_model.items(), itertools.cycle(["--", ":", "-."])):
+            ax.axhline(value, label=f"No prompt ({model})", **{**style.BASELINE_STYLE, "linestyle": dashes})
+    elif baselines is None:
         shown = [v] if (v := _baseline_value(runs, metric)) is not None else []
         style.baseline(ax, _baseline_value(runs, metric))
     else:
