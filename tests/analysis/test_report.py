@@ -380,3 +380,15 @@ def test_an_init_figure_over_two_backbones_draws_each_one_s_no_prompt_line(tmp_p
     (ax,) = drawn["fig"].axes
     lines = {line.get_label(): line.get_ydata()[0] for line in ax.get_lines() if line.get_label().startswith("No prompt")}
     assert lines == pytest.approx({"No prompt (large)": 0.66, "No prompt (small)": 0.78})
+
+
+def test_percent_ticks_read_their_own_values():
+    from promptlearn.analysis import style
+
+    for low, high in ((0.66, 0.84), (0.5, 0.72), (0.781, 0.812)):
+        fig, ax = style.figure()
+        ax.plot([0, 1], [low, high])
+        style.percent_axis(ax, [low, high])
+        ticks = ax.yaxis.get_major_locator().tick_values(low, high)
+        labels = [ax.yaxis.get_major_formatter()(t, i) for i, t in enumerate(ticks)]
+        assert [float(label.replace("\\", "").rstrip("%")) for label in labels] == pytest.approx([100 * t for t in ticks])

@@ -72,7 +72,7 @@ def percent_axis(ax: Axes, values: Iterable[float], axis: str = "y") -> None:
     values = list(values)
     if is_fraction(values):
         target = ax.yaxis if axis == "y" else ax.xaxis
-        target.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 2.5, 5, 10]))
+        target.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 5, 10]))  # 2.5 would tick 72.5% as "73%"
         span = max(values) - min(values) if values else 1.0
         target.set_major_formatter(PercentFormatter(1.0, decimals=0 if span >= 0.1 else 1))
 
