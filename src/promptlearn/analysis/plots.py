@@ -9,7 +9,6 @@ error bar; the no-prompt baseline is drawn where the runs recorded it.
 from __future__ import annotations
 
 import itertools
-
 from pathlib import Path
 
 import numpy as np
@@ -86,24 +85,27 @@ def baselines_by(runs: pd.DataFrame, metric: str, x: str) -> pd.Series:
     return pd.Series({key: value for key, value in values.items() if value is not None}, dtype=float)
 
 
-def _finish(ax: Axes, runs: pd.DataFrame, metric: str, title: str, seeds: pd.Series,
-            baselines: pd.Series | None = None) -> None:
-    """Axes, title and legend; the no-prompt baseline one dashed line, or, given ``baselines`` (one per x),
-    a dashed curve through them."""
-    per_model = baselines_by(runs, metric, "model") if baselines is None and "model" in runs else pd.Series(dtype=float)
-    if baselines is None and per_model.nunique() > 1:  # curves of several backbones: each its own line
-        shown = per_model.tolist()
-        for (model, value), dashes in zip(per_model.items(), itertools.cycle(["--", ":", "-."])):
-            ax.axhline(value, label=f"No prompt ({model})", **{**style.BASELINE_STYLE, "linestyle": dashes})
-    elif baselines is None:
-        shown = [v] if (v := _baseline_value(runs, metric)) is not None else []
-        style.baseline(ax, _baseline_value(runs, metric))
-    else:
-        shown = baselines.tolist()
-        if shown:
+def _draw_baselines(ax: Axes, runs: pd.DataFrame, metric: str, baselines: pd.Series | None) -> list[float]:
+    """The no-prompt baseline: a dashed curve through ``baselines`` (one per x) when given; else one line
+    per backbone when the runs' backbones score differently, else one line. Returns the values drawn."""
+    if baselines is not None:
+        if not baselines.empty:
             ax.plot(baselines.index.to_numpy(float), baselines.to_numpy(float), marker="x",
                     label="No prompt (template alone)", **style.BASELINE_STYLE)
-    values = [*runs[metric].tolist(), *shown]
+        return baselines.tolist()
+    per_model = baselines_by(runs, metric, "model") if "model" in runs else pd.Series(dtype=float)
+    if per_model.nunique() > 1:
+        for (model, value), dashes in zip(per_model.items(), itertools.cycle(["--", ":", "-."])):
+            ax.axhline(value, label=f"No prompt ({model})", **{**style.BASELINE_STYLE, "linestyle": dashes})
+        return per_model.tolist()
+    value = _baseline_value(runs, metric)
+    style.baseline(ax, value)
+    return [] if value is None else [value]
+
+
+def _finish(ax: Axes, runs: pd.DataFrame, metric: str, title: str, seeds: pd.Series,
+            baselines: pd.Series | None = None) -> None:
+    values = [*runs[metric].tolist(), *_draw_baselines(ax, runs, metric, baselines)]
     style.percent_axis(ax, values)
     ax.set_ylabel(style.metric_label(metric))
     ax.set_title(f"{title}\n({style.spread_note(seeds)})", fontsize=10)

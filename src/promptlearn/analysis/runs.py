@@ -183,6 +183,9 @@ def _as_text(value: Any) -> str:
 def select_runs(runs: pd.DataFrame, conditions: Iterable[str]) -> pd.DataFrame:
     """The runs that meet every ``column=value[,value...]`` condition (``method=prompt_tuning,model_tuning``,
     ``config.method.num_shots=0``); values are compared as written, so ``seed=0`` matches 0 and 0.0."""
+    conditions = list(conditions)
+    if not conditions:
+        return runs
     kept = runs
     for condition in conditions:
         column, equals, values = condition.partition("=")

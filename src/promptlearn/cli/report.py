@@ -55,7 +55,7 @@ def report(args: argparse.Namespace) -> list[Path]:
         tables.append(collect_wandb_runs(args.wandb, group=args.group))
     if args.page is not None and args.page.suffix != ".md":
         raise ConfigError(f"--page {args.page}: give a markdown file, such as docs/results.md")
-    runs = select_runs(combine(tables), args.where) if args.where else combine(tables)
+    runs = select_runs(combine(tables), args.where)
     out = args.out or (args.page.with_suffix("") if args.page else args.sweeps[0] / "report")
     search = bool(args.sweeps) and all(is_search(folder) for folder in args.sweeps)
     written = write_report(runs, out, metric=args.metric, search=search)

@@ -32,13 +32,13 @@ PREDICTIONS = Path("predictions") / "baseline_test.jsonl"
 
 def baseline_key(cfg: DictConfig, task: TaskInfo, datamodule: TaskDataModule) -> str:
     """A hash of what the no-prompt test metrics depend on, and of nothing else."""
-    trainer = {k: cfg.trainer.get(k) for k in ("accelerator", "devices", "precision")}
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
     payload = {
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "task": dataclasses.asdict(task),
         "test": [dataclasses.astuple(example) for example in datamodule.encoded.get("test", [])],
         "eval_batch_size": datamodule.eval_batch_size,
-        "trainer": OmegaConf.to_container(OmegaConf.create(trainer), resolve=True),
+        "trainer": {k: trainer.get(k) for k in ("accelerator", "devices", "precision")},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -51,14 +51,14 @@ def sweep_folder() -> Path | None:
     return Path(hydra.sweep.dir) if hydra.mode == RunMode.MULTIRUN else None
 
 
-def shared_file(key: str) -> Path | None:
+def shared_file(cfg: DictConfig, task: TaskInfo, datamodule: TaskDataModule) -> Path | None:
+    """Where the sweep keeps this run's baseline; None outside a multirun (and no key is computed)."""
     folder = sweep_folder()
-    return folder / "baselines" / f"{key}.json" if folder is not None else None
+    return folder / "baselines" / f"{baseline_key(cfg, task, datamodule)}.json" if folder is not None else None
 
 
-def reuse(key: str, output_dir: Path) -> dict[str, float] | None:
-    """The sweep's baseline for ``key`` with its predictions copied into ``output_dir``, or None if none is kept."""
-    shared = shared_file(key)
+def reuse(shared: Path | None, output_dir: Path) -> dict[str, float] | None:
+    """The sweep's kept baseline with its predictions copied into ``output_dir``, or None if none is kept."""
     if shared is None or not shared.is_file():
         return None
     kept = json.loads(shared.read_text())
@@ -70,9 +70,7 @@ def reuse(key: str, output_dir: Path) -> dict[str, float] | None:
     return kept["metrics"]
 
 
-def keep(key: str, metrics: dict[str, float], output_dir: Path) -> None:
+def keep(shared: Path | None, metrics: dict[str, float], output_dir: Path) -> None:
     """Offer this run's baseline to the sweep's later jobs."""
-    shared = shared_file(key)
     if shared is not None:
         atomic_json_dump({"run": str(output_dir.resolve()), "metrics": metrics}, shared)
-

@@ -81,14 +81,14 @@ def no_prompt_baseline(cfg: DictConfig, backbone: Any, task: Any, datamodule: Ta
     saved = output_dir / BASELINE_FILE
     if resuming and saved.is_file():
         return json.loads(saved.read_text())
-    key = shared_baseline.baseline_key(cfg, task.info(), datamodule)
-    baseline = shared_baseline.reuse(key, output_dir)
+    shared = shared_baseline.shared_file(cfg, task.info(), datamodule)
+    baseline = shared_baseline.reuse(shared, output_dir)
     if baseline is None:
         no_prompt = FrozenBackboneModule(backbone, task.info())
         trainer = build_trainer(cfg, [PredictionsWriter(output_dir, prefix="baseline_")], evaluation=True)
         (measured,) = trainer.test(no_prompt, datamodule=datamodule, verbose=False)
         baseline = as_floats(measured)
-        shared_baseline.keep(key, baseline, output_dir)
+        shared_baseline.keep(shared, baseline, output_dir)
     atomic_json_dump(baseline, saved)
     return baseline
 
