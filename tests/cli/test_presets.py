@@ -176,3 +176,20 @@ def test_offline_scale_compares_prompt_tuning_model_tuning_and_prompt_design_at_
         same_as_methods_sweep = hydra_compose("experiment=offline_methods", f"experiment/offline_method={method}", f"model={cfg.model.name}")
         assert cfg.method == same_as_methods_sweep.method and cfg.optimizer == same_as_methods_sweep.optimizer
         assert cfg.data == same_as_methods_sweep.data
+
+
+def test_meta_training_keeps_its_meta_step_budget_on_any_trainer(compose_train):
+    # trainer=gpu alone carries prompt tuning's 30,000 steps; a meta run must keep its own budget.
+    assert compose_train(config_name="meta").trainer.max_steps == 200
+    on_gpu = compose_train("trainer=gpu", config_name="meta").trainer
+    assert (on_gpu.accelerator, on_gpu.max_steps, on_gpu.val_check_interval) == ("gpu", 200, 50)
+    assert compose_train("trainer=gpu", "trainer.max_steps=20", config_name="meta").trainer.max_steps == 20
+
+
+def test_metaprompting_gpu_recipe_is_second_order_maml_plus_plus_in_fp32(compose_train):
+    paper = compose_train("meta_experiment=paper_gpu", config_name="meta")
+    assert (paper.meta.first_order, paper.meta.inner_steps, paper.meta.per_step_loss_weights) == (False, 3, True)
+    assert (paper.trainer.accelerator, paper.trainer.precision, paper.trainer.max_steps) == ("gpu", "32-true", 200)
+    assert paper.model.name == "smollm2_135m" and paper.episodes.n_way == 2
+    on_node = compose_train("meta_experiment=paper_gpu", "trainer=ddp", config_name="meta").trainer
+    assert on_node.strategy._target_.endswith("DDPStrategy") and on_node.precision == "32-true"
