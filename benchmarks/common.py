@@ -24,13 +24,14 @@ from rich.table import Table
 from transformers import ByT5Tokenizer, T5Config, T5ForConditionalGeneration
 
 from promptlearn.backbones import (
-    Backbone, build_tiny_llama, build_tiny_t5, convert_smollm2, freeze, load_smollm2, untie_lm_head,
+    Backbone, build_tiny_gemma3, build_tiny_llama, build_tiny_t5, convert_smollm2, freeze, load_gemma3, load_smollm2,
+    untie_lm_head,
 )
 from promptlearn.data.datamodule import TaskDataModule
 from promptlearn.data.tasks.rotten_tomatoes import RottenTomatoes
 from promptlearn.utils.memory import cpu_peak_bytes, peak_bytes
 
-MODELS = ("smollm2", "t5_base", "t5_base_bytes", "tiny_llama", "tiny_t5")
+MODELS = ("smollm2", "gemma3_270m", "t5_base", "t5_base_bytes", "tiny_llama", "tiny_gemma3", "tiny_t5")
 
 # Dense bf16 tensor-core peaks (FLOP/s), from the vendors' data sheets (SXM parts, no sparsity).
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
@@ -61,7 +62,8 @@ def add_common_args(parser: argparse.ArgumentParser, model: str = "smollm2", bat
 def settle_args(args: argparse.Namespace) -> argparse.Namespace:
     """Apply --quick, pick the dtype for the device, set threads."""
     if args.quick:
-        args.model = {"smollm2": "tiny_llama", "t5_base": "tiny_t5", "t5_base_bytes": "tiny_t5"}.get(args.model, args.model)
+        tiny = {"smollm2": "tiny_llama", "gemma3_270m": "tiny_gemma3", "t5_base": "tiny_t5", "t5_base_bytes": "tiny_t5"}
+        args.model = tiny.get(args.model, args.model)
         args.batch_size, args.steps, args.warmup = min(args.batch_size, 4), 2, 1
         args.prompt_length = min(args.prompt_length, 5)
         args.max_source_length = min(args.max_source_length, 32)
@@ -107,7 +109,7 @@ def t5_base_random(tokenizer: str = "bpe", seed: int = 0) -> Backbone:
 def load_backbone(name: str, device: str = "cpu", dtype: str = "float32") -> Backbone:
     builders: dict[str, Callable[[], Backbone]] = {
         "smollm2": load_smollm2, "t5_base": t5_base_random, "t5_base_bytes": functools.partial(t5_base_random, "bytes"),
-        "tiny_llama": build_tiny_llama, "tiny_t5": build_tiny_t5,
+        "gemma3_270m": load_gemma3, "tiny_llama": build_tiny_llama, "tiny_gemma3": build_tiny_gemma3, "tiny_t5": build_tiny_t5,
     }
     backbone = builders[name]()
     backbone.model.to(device=device, dtype=getattr(torch, dtype))

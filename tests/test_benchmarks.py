@@ -58,9 +58,10 @@ def test_meta_test_prints_both_loops_and_finds_the_same_accuracies(capsys):
     assert "the same in both: yes" in out
 
 
-def test_growth_prints_both_tables(capsys):
-    out = printed(capsys, growth)
-    assert "cost vs prompt length" in out and "cost vs batch size" in out
+@pytest.mark.parametrize(("model", "stand_in"), [("smollm2", "tiny_llama"), ("gemma3_270m", "tiny_gemma3")])
+def test_growth_prints_both_tables(capsys, model, stand_in):
+    out = printed(capsys, growth, "--model", model)  # --quick runs the model's tiny stand-in
+    assert "cost vs prompt length" in out and "cost vs batch size" in out and f"model={stand_in}" in out
 
 
 # ----------------------------------------------------------------- the measuring tools
