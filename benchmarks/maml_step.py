@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--inner-steps", type=int, nargs="+", default=[1, 3, 5])
     args = settle_args(parser.parse_args(argv))
     if args.quick:
-        args.inner_steps, args.tasks_per_step, args.shots = [1, 3], 2, 2
+        args.inner_steps, args.tasks_per_step, args.shots = [2], 2, 2  # k=2: a Hessian path through two steps
     backbone = load_backbone(args.model, args.device, args.dtype)
     batch = episodes(backbone, args.tasks_per_step, args.shots)
     rows = []
