@@ -42,7 +42,45 @@ def test_discrete_prompts_feed_the_model_what_its_embedding_module_returns():
     torch.testing.assert_close(embeds[0, :2], backbone.embed(auto.trigger_ids))
 
 
-def test_sliding_window_models_run_padded_and_say_why(caplog):
+def test_packed_sliding_window_layers_keep_their_window():
+    """Packed scores and prompt gradient equal unpadded ones, one example at a time, on a window
+    shorter than the examples: the packed mask keeps each sliding layer's window."""
+    from test_packing import sentiment_batch
+    from test_prompt_tuning_forward import reference_log_likelihood
+
+    backbone = build_tiny_gemma3(sliding_window=4, attn_implementation="sdpa")
+    backbone.model.double()
+    task, examples, batch = sentiment_batch(backbone)
+    assert min(len(e.source_ids) for e in examples) > 4  # every example is longer than the window
+    torch.manual_seed(0)
+    packed = PromptTuning(backbone, task.info(), adamw(), prompt_length=3, init="random_uniform").eval()
+    padded = PromptTuning(backbone, task.info(), adamw(), prompt_length=3, init="random_uniform",
+                          pack_sequences=False).eval()
+    padded.load_state_dict(packed.state_dict())
+    inputs = packed.model_inputs(batch["input_ids"], batch["attention_mask"])
+    assert packed.scorer.can_pack(inputs) and packed.scorer.shared_prefix_length(inputs, packed.shared_prefix) == 3
+
+    def loss_and_gradient(module):
+        total, _ = module.target_log_likelihood(batch["input_ids"], batch["attention_mask"], batch["labels"])
+        (gradient,) = torch.autograd.grad(-total.sum(), module.prompt)
+        return total.detach(), gradient
+
+    packed_total, packed_gradient = loss_and_gradient(packed)
+    padded_total, padded_gradient = loss_and_gradient(padded)
+    with torch.no_grad():
+        alone = reference_log_likelihood(backbone, packed.prompt.detach(), examples)
+    torch.testing.assert_close(packed_total, alone.float(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(packed_gradient, padded_gradient, rtol=1e-4, atol=1e-6)
+    backbone.model.config.sliding_window = 10_000  # the same model without a window scores otherwise
+    with torch.no_grad():
+        windowless = reference_log_likelihood(backbone, packed.prompt.detach(), examples)
+    assert (windowless - alone).abs().max() > 1e-3
+
+
+def test_sliding_window_families_without_per_layer_masks_run_padded_and_say_why(caplog, monkeypatch):
+    from promptlearn.methods import scoring
+
+    monkeypatch.setattr(scoring, "PER_LAYER_TYPE_MASKS", ())
     backbone = build_tiny_gemma3()
     module = PromptTuning(backbone, ToySentiment().info(), adamw(), prompt_length=2, init="random_uniform")
     batch = torch.tensor([[5, 6, 7, 0], [5, 6, 0, 0]])

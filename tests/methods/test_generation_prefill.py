@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from promptlearn.backbones import build_tiny_llama, load_smollm2
+from promptlearn.backbones import build_tiny_gemma3, build_tiny_llama, load_smollm2
 from promptlearn.data.encoding import Collator, TextToTextEncoder
 from promptlearn.data.tasks.rotten_tomatoes import RottenTomatoes
 from promptlearn.methods.prompt_design import PromptDesign
@@ -46,10 +46,17 @@ def greedy_by_hand(backbone, prompt, source_ids, steps: int) -> str:
     return backbone.tokenizer.decode(generated, skip_special_tokens=True)
 
 
-@pytest.mark.parametrize("kv_heads", [4, 1])
+BUILDS = {
+    "llama": lambda: build_tiny_llama(num_heads=4, num_key_value_heads=4),
+    "llama_mqa": lambda: build_tiny_llama(num_heads=4, num_key_value_heads=1),  # every query head shares one
+    "gemma3_window_4": lambda: build_tiny_gemma3(sliding_window=4, attn_implementation="sdpa"),  # sliding layers
+}
+
+
+@pytest.mark.parametrize("model", sorted(BUILDS))
 @pytest.mark.parametrize("prompted", [True, False])
-def test_every_prefill_decodes_the_tokens_of_greedy_by_hand(prompted, kv_heads):
-    backbone = build_tiny_llama(num_heads=4, num_key_value_heads=kv_heads)  # 1: every query head shares one (MQA)
+def test_every_prefill_decodes_the_tokens_of_greedy_by_hand(prompted, model):
+    backbone = BUILDS[model]()
     task = ToyCopy()
     examples, batch = generation_batch(backbone, task, task.load_splits()["train"][:6])
     assert len(set(batch["gen_attention_mask"].sum(1).tolist())) > 1  # rows of different lengths: real padding

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
-from promptlearn.methods.packing import Packing, layout, plan_packing
+from promptlearn.methods.packing import PER_LAYER_TYPE_MASKS, Packing, layout, plan_packing
 from promptlearn.prompts.prefix_cache import prefix_cache
 
 
@@ -41,10 +41,29 @@ def packed_seq2seq_logits(
     return logits.flatten(0, 1)[decoder.positions()[selected]]
 
 
+def sliding_window(config: Any) -> int | None:
+    """The window of a model's sliding-window layers, or None where every layer attends to everything before it."""
+    window = getattr(config, "sliding_window", None)
+    slides = getattr(config, "use_sliding_window", False) or "sliding_attention" in (getattr(config, "layer_types", None) or ())
+    return window if window and slides else None
+
+
+def causal_packed_mask(model: PreTrainedModel, packing: Packing, dtype: torch.dtype, prefix: int) -> torch.Tensor | dict:
+    """A causal LM's packed mask: one for every layer, or one per layer type where some layers slide."""
+    full = packing.attention_mask(dtype, causal=True, prefix=prefix)
+    window = sliding_window(model.config)
+    if window is None:
+        return full
+    assert model.config.model_type in PER_LAYER_TYPE_MASKS, "the scorer packs no other sliding-window family"
+    return {"full_attention": full,
+            "sliding_attention": packing.attention_mask(dtype, causal=True, prefix=prefix, window=window)}
+
+
 def shared_prefix_states(model: PreTrainedModel, prefix_embeds: torch.Tensor, rows: int) -> tuple[Any, torch.Tensor]:
     """The keys and values of ``prefix_embeds`` (``[1, length, d]``) as a cache for ``rows`` rows, and its
     last hidden states for every row: a prefix that sees nothing after it, computed once."""
-    prefix = model.base_model(inputs_embeds=prefix_embeds, use_cache=True)
+    # A cache of full layers: a sliding-window layer's own cache would keep only its last window of positions.
+    prefix = model.base_model(inputs_embeds=prefix_embeds, cache=DynamicCache(), use_cache=True)
     layers = prefix.cache.layers
     keys_values = torch.stack([torch.stack([layer.keys[0], layer.values[0]]) for layer in layers])
     return prefix_cache(keys_values, rows), prefix.last_hidden_state
@@ -65,7 +84,7 @@ def packed_decoder_states(
         prefix_states = prefix_states.expand(len(embeds), -1, -1)
     packed = model.base_model(
         inputs_embeds=packing.pack(embeds[:, shared:]),
-        attention_mask=packing.attention_mask(embeds.dtype, causal=True, prefix=shared),
+        attention_mask=causal_packed_mask(model, packing, embeds.dtype, shared),
         position_ids=packing.position_ids + shared,
         cache=cache,
         use_cache=False,
@@ -98,7 +117,7 @@ def packed_prefill_cache(model: PreTrainedModel, inputs: dict[str, Any], shared:
     right_embeds = embeds.gather(1, to_right[..., None].expand_as(embeds))
     model.base_model(
         inputs_embeds=packing.pack(right_embeds),
-        attention_mask=packing.attention_mask(embeds.dtype, causal=True, prefix=shared),
+        attention_mask=causal_packed_mask(model, packing, embeds.dtype, shared),
         position_ids=packing.position_ids + shared,
         cache=cache,
         use_cache=True,

@@ -14,8 +14,10 @@ a cached prefix (``prefix`` in :meth:`Packing.attention_mask`): a 20-token promp
 examples is a third of the tokens saved again.
 
 The mask is a 4-D additive float mask, which transformers passes through unchanged to its eager
-and SDPA attention; other kernels (flash-attention, flex) and model families whose masks carry more
-than padding (sliding windows) are not packed.
+and SDPA attention; other kernels (flash-attention, flex) are not packed. A model with sliding-window
+layers gets a second mask that also keeps each query to the last ``window`` positions of its own
+sequence, one mask per layer type, where its family takes them (:data:`PER_LAYER_TYPE_MASKS`); other
+sliding-window families are not packed.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from dataclasses import dataclass
 import torch
 
 # Families checked to take a custom 4-D mask and per-sequence positions with unchanged outputs.
-PACKABLE_MODEL_TYPES = ("llama", "qwen2", "qwen3", "t5")
+PACKABLE_MODEL_TYPES = ("llama", "qwen2", "qwen3", "t5", "gemma3_text")
+# Families whose forward takes ``{layer type: mask}``, so sliding-window layers can get a windowed mask.
+PER_LAYER_TYPE_MASKS = ("gemma3_text",)
 PACKABLE_ATTENTION = ("eager", "sdpa")
 # A packed row of this many tokens doubles the cost of each of its positions, by a rough CPU and
 # GPU estimate: attention's work per token grows with the row, the projections' does not.
@@ -65,19 +69,25 @@ class Packing:
         padded = flat.new_zeros((self.batch * self.length, *flat.shape[1:]))
         return padded.index_copy(0, self.source, flat[self.target]).unflatten(0, (self.batch, self.length))
 
-    def attention_mask(self, dtype: torch.dtype, causal: bool, prefix: int = 0) -> torch.Tensor:
+    def attention_mask(self, dtype: torch.dtype, causal: bool, prefix: int = 0, window: int | None = None) -> torch.Tensor:
         """``[rows, 1, width, prefix + width]`` additive mask: 0 within a sequence (up to the query, if causal).
 
         ``prefix`` positions come first in every row's keys (a cached prefix all sequences share) and
-        are seen by every query. Filler positions attend to themselves, so no query row is fully
-        masked (which would give NaN, and NaN gradients through the softmax); no real token sees them.
+        are seen by every query. With ``window``, a query also sees only keys fewer than ``window``
+        positions before it in its own sequence (prefix included), as a sliding-window layer does.
+        Filler positions attend to themselves, so no query row is fully masked (which would give NaN,
+        and NaN gradients through the softmax); no real token sees them.
         """
         same = self.segment[:, :, None] == self.segment[:, None, :]
         if causal:
             same = same & torch.ones(self.width, self.width, dtype=torch.bool, device=same.device).tril()
+        shared = same.new_ones(self.rows, self.width, prefix)
+        if window is not None:
+            query = self.position_ids[:, :, None] + prefix
+            same = same & (query - (self.position_ids[:, None, :] + prefix) < window)
+            shared = query - torch.arange(prefix, device=same.device) < window
         same = same | torch.eye(self.width, dtype=torch.bool, device=same.device)
-        same = torch.cat([same.new_ones(self.rows, self.width, prefix), same], dim=2)
-        return additive(same, dtype)
+        return additive(torch.cat([shared, same], dim=2), dtype)
 
     def cross_attention_mask(self, keys: Packing, dtype: torch.dtype) -> torch.Tensor:
         """``[rows, 1, width, keys.width]``: each sequence here attends to the same sequence in ``keys``

@@ -28,9 +28,9 @@ from promptlearn.backbones import Backbone
 from promptlearn.data.encoding import IGNORE_INDEX
 from promptlearn.utils.errors import ConfigError
 from promptlearn.methods.packed_forward import (
-    packed_decoder_states, packed_prefill_cache, packed_seq2seq_logits, shared_prefix_states,
+    packed_decoder_states, packed_prefill_cache, packed_seq2seq_logits, shared_prefix_states, sliding_window,
 )
-from promptlearn.methods.packing import PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, plan_packing
+from promptlearn.methods.packing import PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, PER_LAYER_TYPE_MASKS, plan_packing
 from promptlearn.metrics import match_choice
 
 log = logging.getLogger(__name__)
@@ -120,8 +120,7 @@ class Scorer:
     def model_refuses_packing(self) -> str | None:
         """Why this backbone runs padded whatever the inputs, or None where it packs."""
         config = self.model.config
-        if getattr(config, "use_sliding_window", False) or getattr(config, "sliding_window", None) and any(
-                kind == "sliding_attention" for kind in getattr(config, "layer_types", None) or ()):
+        if sliding_window(config) is not None and config.model_type not in PER_LAYER_TYPE_MASKS:
             return "its sliding-window layers would lose their window under a packed mask"
         if config.model_type not in PACKABLE_MODEL_TYPES:
             return f"model type '{config.model_type}' is not one checked to take a custom 4-D mask"
