@@ -17,6 +17,7 @@ import growth  # noqa: E402
 import limit  # noqa: E402
 import maml_step  # noqa: E402
 import meta_test  # noqa: E402
+import packing_step  # noqa: E402
 import peft_step  # noqa: E402
 
 from promptlearn.backbones import build_tiny_llama, build_tiny_t5  # noqa: E402
@@ -62,6 +63,14 @@ def test_meta_test_prints_both_loops_and_finds_the_same_accuracies(capsys):
 def test_growth_prints_both_tables(capsys, model, stand_in):
     out = printed(capsys, growth, "--model", model)  # --quick runs the model's tiny stand-in
     assert "cost vs prompt length" in out and "cost vs batch size" in out and f"model={stand_in}" in out
+
+
+@pytest.mark.parametrize(("model", "stand_in"), [("gemma3_270m", "tiny_gemma3"), ("smollm2", "tiny_llama")])
+def test_packing_step_prints_both_and_finds_the_same_losses(capsys, model, stand_in):
+    out = printed(capsys, packing_step, "--model", model)
+    assert "packed vs padded" in out and f"model={stand_in}" in out and "speed-up packed" in out
+    gaps = [float(line.split("│")[-2]) for line in out.splitlines() if line.startswith("│")]
+    assert len(gaps) == 2 and max(gaps) < 1e-4
 
 
 # ----------------------------------------------------------------- the measuring tools
