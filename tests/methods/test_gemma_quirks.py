@@ -45,7 +45,7 @@ def test_discrete_prompts_feed_the_model_what_its_embedding_module_returns():
 def test_packed_sliding_window_layers_keep_their_window():
     """Packed scores and prompt gradient equal unpadded ones, one example at a time, on a window
     shorter than the examples: the packed mask keeps each sliding layer's window."""
-    from test_packing import sentiment_batch
+    from test_packing import loss_and_gradient, sentiment_batch
     from test_prompt_tuning_forward import reference_log_likelihood
 
     backbone = build_tiny_gemma3(sliding_window=4, attn_implementation="sdpa")
@@ -60,13 +60,8 @@ def test_packed_sliding_window_layers_keep_their_window():
     inputs = packed.model_inputs(batch["input_ids"], batch["attention_mask"])
     assert packed.scorer.can_pack(inputs) and packed.scorer.shared_prefix_length(inputs, packed.shared_prefix) == 3
 
-    def loss_and_gradient(module):
-        total, _ = module.target_log_likelihood(batch["input_ids"], batch["attention_mask"], batch["labels"])
-        (gradient,) = torch.autograd.grad(-total.sum(), module.prompt)
-        return total.detach(), gradient
-
-    packed_total, packed_gradient = loss_and_gradient(packed)
-    padded_total, padded_gradient = loss_and_gradient(padded)
+    packed_total, packed_gradient = loss_and_gradient(packed, batch)
+    _, padded_gradient = loss_and_gradient(padded, batch)
     with torch.no_grad():
         alone = reference_log_likelihood(backbone, packed.prompt.detach(), examples)
     torch.testing.assert_close(packed_total, alone.float(), rtol=1e-6, atol=1e-6)

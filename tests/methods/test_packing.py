@@ -76,6 +76,13 @@ def sentiment_batch(backbone):
     return task, examples, collate(examples)
 
 
+def loss_and_gradient(module, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's target log-likelihoods and the prompt's gradient of their negated sum."""
+    total, _ = module.target_log_likelihood(batch["input_ids"], batch["attention_mask"], batch["labels"])
+    (gradient,) = torch.autograd.grad(-total.sum(), module.prompt)
+    return total.detach(), gradient
+
+
 @pytest.mark.parametrize("attention", ["eager", "sdpa"])
 @pytest.mark.parametrize("build", [build_tiny_t5, build_tiny_llama], ids=["tiny_t5", "tiny_llama"])
 def test_packed_scores_and_prompt_gradient_equal_unpadded_ones(build, attention):
@@ -94,13 +101,8 @@ def test_packed_scores_and_prompt_gradient_equal_unpadded_ones(build, attention)
     # a causal LM's prompt is computed once for all rows; T5's encoder prompt sees the example
     assert packed.scorer.shared_prefix_length(inputs, packed.shared_prefix) == (0 if backbone.is_encoder_decoder else 3)
 
-    def loss_and_gradient(module):
-        total, _ = module.target_log_likelihood(batch["input_ids"], batch["attention_mask"], batch["labels"])
-        (gradient,) = torch.autograd.grad(-total.sum(), module.prompt)
-        return total.detach(), gradient
-
-    packed_total, packed_gradient = loss_and_gradient(packed)
-    padded_total, padded_gradient = loss_and_gradient(padded)
+    packed_total, packed_gradient = loss_and_gradient(packed, batch)
+    padded_total, padded_gradient = loss_and_gradient(padded, batch)
     with torch.no_grad():
         alone = reference_log_likelihood(backbone, packed.prompt.detach(), examples)
     torch.testing.assert_close(packed_total, alone.float(), rtol=1e-6, atol=1e-6)
