@@ -193,3 +193,14 @@ def test_metaprompting_gpu_recipe_is_second_order_maml_plus_plus_in_fp32(compose
     assert paper.model.name == "smollm2_135m" and paper.episodes.n_way == 2
     on_node = compose_train("meta_experiment=paper_gpu", "trainer=ddp", config_name="meta").trainer
     assert on_node.strategy._target_.endswith("DDPStrategy") and on_node.precision == "32-true"
+
+
+def test_meta_test_ceilings_tune_a_prompt_on_each_meta_test_task_of_the_bigbench_pool(compose_train):
+    pool = compose_train(config_name="meta").meta_pool
+    axes = sweep_axes("meta_test_ceilings")
+    assert axes["task.task_name"] == [entry.task_name for entry in pool.meta_test]  # the same tasks, in order
+    for name in axes["task.task_name"]:
+        cfg = hydra_compose("experiment=meta_test_ceilings", f"task.task_name={name}")
+        methods = hydra_compose("experiment=offline_methods_bigbench", f"task.task_name={name}")
+        assert cfg.hydra.runtime.choices.method == "prompt_tuning" and cfg.task.skip_bad_rows
+        assert cfg.method == methods.method and cfg.trainer.max_steps == methods.trainer.max_steps == 300
