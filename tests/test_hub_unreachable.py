@@ -66,3 +66,11 @@ def test_a_hub_dataset_fails_in_one_line_naming_why(unresolvable_hub):
         load_rows("someone/some-dataset", None, None, None)
     assert "hub.invalid does not resolve" in str(caught.value)
     assert "without hub access" in str(caught.value)
+
+
+def test_a_streamed_corpus_fails_in_one_line_naming_why(unresolvable_hub):
+    from promptlearn.lm_adaptation.corpus import C4Corpus
+
+    with pytest.raises(DataError) as caught:
+        next(C4Corpus(path="someone/some-corpus").train_texts())
+    assert "hub.invalid does not resolve" in str(caught.value) and "corpus=local_text" in str(caught.value)

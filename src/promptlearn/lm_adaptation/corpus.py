@@ -15,6 +15,7 @@ from pathlib import Path
 from transformers import PreTrainedTokenizerBase
 
 from promptlearn.utils.errors import ConfigError, DataError, MissingPackageError
+from promptlearn.utils.hub import cache_only_if_hub_unreachable
 
 
 @dataclass
@@ -32,13 +33,16 @@ class C4Corpus:
             import datasets
         except ImportError:
             raise MissingPackageError("streaming C4 needs the package 'datasets': pip install datasets") from None
+        offline = None
         try:
-            stream = datasets.load_dataset(self.path, self.name, split=split, streaming=True)
+            with cache_only_if_hub_unreachable() as offline:
+                stream = datasets.load_dataset(self.path, self.name, split=split, streaming=True)
             for row in stream:
                 yield row[self.text_column]
         except (OSError, ConnectionError, ValueError) as err:
+            cause = offline or str(err).splitlines()[0]
             raise DataError(
-                f"could not stream '{self.path}' ({self.name}, {split}): {str(err).splitlines()[0]}; "
+                f"could not stream '{self.path}' ({self.name}, {split}): {cause}; "
                 "check hub access, or train on local files with corpus=local_text corpus.paths=[...]"
             ) from err
 
