@@ -199,6 +199,7 @@ def test_meta_test_ceilings_tune_a_prompt_on_each_meta_test_task_of_the_bigbench
     pool = compose_train(config_name="meta").meta_pool
     axes = sweep_axes("meta_test_ceilings")
     assert axes["task.task_name"] == [entry.task_name for entry in pool.meta_test]  # the same tasks, in order
+    assert axes["experiment/offline_method"] == ["prompt_tuning"] and len(sweep_jobs("meta_test_ceilings")) == 3
     for name in axes["task.task_name"]:
         cfg = hydra_compose("experiment=meta_test_ceilings", f"task.task_name={name}")
         methods = hydra_compose("experiment=offline_methods_bigbench", f"task.task_name={name}")
