@@ -43,6 +43,7 @@ GET_IT = (
     f"download {TARBALL} from https://pypi.org/project/bigbench/{VERSION}/#files into {{cache}} "
     "or set task.tarball=/path/to/it"
 )
+NOT_LISTED = f"PyPI's index no longer lists {TARBALL}"
 NOT_ENGLISH = {"non-English", "multilingual", "translation", "low-resource language", "non-language"}
 
 
@@ -56,7 +57,13 @@ def download_tarball(target: Path) -> Path:
         request = urllib.request.Request(INDEX_URL, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
         with urllib.request.urlopen(request, timeout=30) as response:
             files = json.load(response)["files"]
-        url = next(f["url"] for f in files if f["filename"] == TARBALL)
+        url = next((f["url"] for f in files if f["filename"] == TARBALL), None)
+        if url is None:
+            listed = ", ".join(f["filename"] for f in files) or "nothing"
+            raise MissingPackageError(
+                f"{NOT_LISTED} (it lists {listed}); copy {TARBALL} (SHA-256 {TARBALL_SHA256[:12]}...) from a machine "
+                f"that has it into {target.parent}, or set task.tarball=/path/to/it"
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
         with urllib.request.urlopen(url, timeout=60) as response, tempfile.NamedTemporaryFile(
@@ -65,7 +72,7 @@ def download_tarball(target: Path) -> Path:
             while chunk := response.read(1 << 20):
                 digest.update(chunk)
                 part.write(chunk)
-    except (OSError, StopIteration, KeyError, ValueError) as err:
+    except (OSError, KeyError, ValueError) as err:
         raise MissingPackageError(f"cannot download {TARBALL} ({err}); {GET_IT.format(cache=target.parent)}") from None
     if digest.hexdigest() != TARBALL_SHA256:
         Path(part.name).unlink()
