@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -11,7 +9,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokeni
 
 from promptlearn.backbones.base import Backbone, ensure_pad_token, freeze
 from promptlearn.utils.errors import ConfigError
-from promptlearn.utils.hub import cache_only_if_hub_unreachable
+from promptlearn.utils.hub import cache_only_if_hub_unreachable, why_not_loaded
 
 Architecture = Literal["seq2seq", "causal"]
 
@@ -32,15 +30,13 @@ def load_pretrained(
     kwargs: dict[str, object] = {"dtype": getattr(torch, dtype), "revision": revision}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    loading = nullcontext(None) if Path(name_or_path).is_dir() else cache_only_if_hub_unreachable()
     try:
-        with loading as offline:
+        with cache_only_if_hub_unreachable(name_or_path) as offline:
             tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision)
             model = auto[architecture].from_pretrained(name_or_path, **kwargs)
     except OSError as err:
-        cause = f"{offline}, and it is not in the local cache" if offline else str(err).splitlines()[0]
         raise ConfigError(
-            f"could not load '{name_or_path}' ({cause}); check the hub id or local path, "
+            f"could not load '{name_or_path}' ({why_not_loaded(offline, err)}); check the hub id or local path, "
             "or use an offline model such as model=smollm2_135m or model=tiny_t5"
         ) from err
     return Backbone(name, freeze(model), ensure_pad_token(tokenizer), prepend_bos=prepend_bos)

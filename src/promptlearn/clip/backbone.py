@@ -9,9 +9,7 @@ encoder, and pooled at its EOS position, exactly as token ids would be.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +26,7 @@ from transformers.masking_utils import create_causal_mask
 from promptlearn.backbones.base import freeze
 from promptlearn.backbones.tiny import seeded_init
 from promptlearn.utils.errors import ConfigError
-from promptlearn.utils.hub import cache_only_if_hub_unreachable
+from promptlearn.utils.hub import cache_only_if_hub_unreachable, why_not_loaded
 
 # A vocabulary small enough for tests to search: common image words, one token each.
 TINY_WORDS = (
@@ -153,15 +151,13 @@ def build_tiny_clip(
 
 def load_clip(name: str, name_or_path: str, dtype: str = "float32", revision: str | None = None) -> ClipBackbone:
     """``CLIPModel`` and ``CLIPProcessor`` from a hub id or a local folder, frozen."""
-    loading = nullcontext(None) if Path(name_or_path).is_dir() else cache_only_if_hub_unreachable()
     try:
-        with loading as offline:
+        with cache_only_if_hub_unreachable(name_or_path) as offline:
             processor = CLIPProcessor.from_pretrained(name_or_path, revision=revision)
             model = CLIPModel.from_pretrained(name_or_path, dtype=getattr(torch, dtype), revision=revision)
     except OSError as err:
-        cause = f"{offline}, and it is not in the local cache" if offline else str(err).splitlines()[0]
         raise ConfigError(
-            f"could not load CLIP '{name_or_path}' ({cause}); check the hub id or local path, "
+            f"could not load CLIP '{name_or_path}' ({why_not_loaded(offline, err)}); check the hub id or local path, "
             "or use clip=tiny_clip offline"
         ) from err
     return ClipBackbone(name, freeze(model).eval(), processor.tokenizer, processor)

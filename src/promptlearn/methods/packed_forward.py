@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
-from promptlearn.methods.packing import PER_LAYER_TYPE_MASKS, Packing, layout, plan_packing
+from promptlearn.methods.packing import PER_LAYER_TYPE_MASKS, Packing, layout, plan_packing, sliding_window
 from promptlearn.prompts.prefix_cache import prefix_cache
 
 
@@ -39,13 +39,6 @@ def packed_seq2seq_logits(
         use_cache=False,
     ).logits
     return logits.flatten(0, 1)[decoder.positions()[selected]]
-
-
-def sliding_window(config: Any) -> int | None:
-    """The window of a model's sliding-window layers, or None where every layer attends to everything before it."""
-    window = getattr(config, "sliding_window", None)
-    slides = getattr(config, "use_sliding_window", False) or "sliding_attention" in (getattr(config, "layer_types", None) or ())
-    return window if window and slides else None
 
 
 def causal_packed_mask(model: PreTrainedModel, packing: Packing, dtype: torch.dtype, prefix: int) -> torch.Tensor | dict:

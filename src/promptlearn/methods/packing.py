@@ -37,6 +37,13 @@ PACKABLE_ATTENTION = ("eager", "sdpa")
 ATTENTION_TOKENS = 1024
 
 
+def sliding_window(config: object) -> int | None:
+    """The window of a model's sliding-window layers, or None where every layer attends to everything before it."""
+    window = getattr(config, "sliding_window", None)
+    slides = getattr(config, "use_sliding_window", False) or "sliding_attention" in (getattr(config, "layer_types", None) or ())
+    return window if window and slides else None
+
+
 @dataclass(frozen=True)
 class Packing:
     """Where each real token of a padded ``[batch, length]`` layout goes in a packed ``[rows, width]`` one."""

@@ -28,9 +28,11 @@ from promptlearn.backbones import Backbone
 from promptlearn.data.encoding import IGNORE_INDEX
 from promptlearn.utils.errors import ConfigError
 from promptlearn.methods.packed_forward import (
-    packed_decoder_states, packed_prefill_cache, packed_seq2seq_logits, shared_prefix_states, sliding_window,
+    packed_decoder_states, packed_prefill_cache, packed_seq2seq_logits, shared_prefix_states,
 )
-from promptlearn.methods.packing import PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, PER_LAYER_TYPE_MASKS, plan_packing
+from promptlearn.methods.packing import (
+    PACKABLE_ATTENTION, PACKABLE_MODEL_TYPES, PER_LAYER_TYPE_MASKS, plan_packing, sliding_window,
+)
 from promptlearn.metrics import match_choice
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlparse
 
 from huggingface_hub import constants
@@ -33,9 +34,10 @@ def hub_unreachable_reason() -> str | None:
 
 
 @contextmanager
-def cache_only_if_hub_unreachable() -> Iterator[str | None]:
-    """Within the block, hub loads read only the local cache when the hub cannot be reached; yields the reason."""
-    reason = hub_unreachable_reason()
+def cache_only_if_hub_unreachable(name_or_path: str | None = None) -> Iterator[str | None]:
+    """Within the block, hub loads read only the local cache when the hub cannot be reached; yields the
+    reason, or None where the hub may be reached or ``name_or_path`` is a local folder (no hub needed)."""
+    reason = None if name_or_path is not None and Path(name_or_path).is_dir() else hub_unreachable_reason()
     if reason is None or constants.HF_HUB_OFFLINE:
         yield reason
         return
@@ -51,3 +53,8 @@ def cache_only_if_hub_unreachable() -> Iterator[str | None]:
     finally:
         for module, value in zip(flags, saved):
             module.HF_HUB_OFFLINE = value
+
+
+def why_not_loaded(offline: str | None, err: BaseException) -> str:
+    """The cause a failed load names: the unreachable hub, or the loader's own first line."""
+    return f"{offline}, and it is not in the local cache" if offline else str(err).splitlines()[0]

@@ -101,6 +101,8 @@ def test_missing_tarball_is_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setattr(bigbench.urllib.request, "urlopen", offline)
     with pytest.raises(MissingPackageError, match=r"cannot download bigbench-1\.0\.0\.tar\.gz \(Name or service not known\)"):
         BigBenchTask(task_name="strategyqa", cache_dir=str(tmp_path)).load_examples()
+    with pytest.raises(ConfigError, match="needs task.task_name"):
+        BigBenchTask(name="x")
 
 
 def test_a_tarball_the_index_no_longer_lists_is_one_line_saying_so(tmp_path, monkeypatch):
@@ -112,8 +114,6 @@ def test_a_tarball_the_index_no_longer_lists_is_one_line_saying_so(tmp_path, mon
     assert message.startswith(bigbench.NOT_LISTED) and "(it lists bigbench-0.0.1.tar.gz)" in message
     assert "task.tarball=" in message and "\n" not in message
     assert not list(tmp_path.rglob("*.part"))  # nothing half-written is left behind
-    with pytest.raises(ConfigError, match="needs task.task_name"):
-        BigBenchTask(name="x")
 
 
 @pytest.mark.slow

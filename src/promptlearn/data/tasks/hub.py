@@ -21,7 +21,7 @@ from typing import Any
 from promptlearn.data.tasks.rows import convert_rows
 from promptlearn.data.tasks import Example, Task
 from promptlearn.utils.errors import ConfigError, DataError
-from promptlearn.utils.hub import cache_only_if_hub_unreachable
+from promptlearn.utils.hub import cache_only_if_hub_unreachable, why_not_loaded
 
 BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 SOURCE_SPLITS = ("train", "validation")  # the official test split has no labels
@@ -46,19 +46,16 @@ def load_rows(
                 raise DataError(f"data file for split '{split}' does not exist: {file}")
         builder, files, where = BUILDERS[suffixes.pop()], dict(data_files), dict(data_files)
         load = lambda: datasets.load_dataset(builder, data_files=files)  # noqa: E731
-        loading = nullcontext(None)
     else:
         local = Path(path).is_dir()
         where = {s: _split_file(Path(path), s) if local else f"{path}/{config_name} {s}" for s in SOURCE_SPLITS}
         load = lambda: datasets.load_dataset(path, None if local else config_name, revision=revision)  # noqa: E731
-        loading = nullcontext(None) if local else cache_only_if_hub_unreachable()
     try:
-        with loading as offline:
+        with nullcontext(None) if data_files else cache_only_if_hub_unreachable(path) as offline:
             loaded = load()
     except (ConnectionError, FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as err:
-        cause = f"{offline}, and it is not in the local cache" if offline else str(err).splitlines()[0]
         raise DataError(
-            f"cannot load '{path}' ({config_name}): {cause}; without hub access, point task.path "
+            f"cannot load '{path}' ({config_name}): {why_not_loaded(offline, err)}; without hub access, point task.path "
             "at a local folder (train.jsonl, validation.jsonl in the hub schema) or set task.data_files"
         ) from None
     except (ValueError, datasets.exceptions.DatasetGenerationError) as err:
