@@ -195,6 +195,24 @@ def test_metaprompting_gpu_recipe_is_second_order_maml_plus_plus_in_fp32(compose
     assert on_node.strategy._target_.endswith("DDPStrategy") and on_node.precision == "32-true"
 
 
+def test_metaprompting_cpu_recipe_is_first_order_over_the_offline_roget_pool(compose_train):
+    cpu = compose_train("meta_experiment=cpu", config_name="meta")
+    assert (cpu.meta.first_order, cpu.meta.inner_steps, cpu.meta.per_step_loss_weights) == (True, 1, False)
+    assert cpu.trainer.accelerator == "cpu" and cpu.episodes.tasks_per_step == len(cpu.meta_pool.meta_train)
+    assert cpu.episodes.test_episodes >= 200 and cpu.episodes.n_way == 2 and cpu.episodes.k_shot == 4
+    assert {t._target_ for split in ("meta_train", "meta_val", "meta_test") for t in cpu.meta_pool[split]} == {
+        "promptlearn.data.tasks.roget.RogetTopics"}
+
+
+def test_the_roget_ceiling_run_tunes_a_prompt_on_exactly_the_roget_meta_test_task(compose_train):
+    meta_test = compose_train("meta_pool=roget", config_name="meta").meta_pool.meta_test
+    ceiling = compose_train("experiment=meta_test_ceiling_roget", "experiment/offline_method=prompt_tuning")
+    assert len(meta_test) == 1
+    assert {k: v for k, v in ceiling.task.items() if k in meta_test[0]} == dict(meta_test[0])
+    assert ceiling.method._target_.endswith("PromptTuning") and ceiling.model.name == "smollm2_135m"
+    assert sweep_axes("meta_test_ceiling_roget") == {"experiment/offline_method": ["prompt_tuning"], "seed": [0]}
+
+
 def test_meta_test_ceilings_tune_a_prompt_on_each_meta_test_task_of_the_bigbench_pool(compose_train):
     pool = compose_train(config_name="meta").meta_pool
     axes = sweep_axes("meta_test_ceilings")
