@@ -21,7 +21,7 @@ HYDRA_COMMANDS = {
     "train": ("promptlearn-train", "promptlearn.cli.train", "train", [
         ("model=<name>", "the frozen backbone (offline: smollm2_135m, tiny_t5, tiny_llama; hub: t5_*, gpt2)"),
         ("method=<name>", "prompt_tuning, prefix_tuning, p_tuning, p_tuning_v2, autoprompt, pez, prompt_design, ..."),
-        ("task=<name>", "rotten_tomatoes, the SuperGLUE and GLUE tasks, bigbench, local"),
+        ("task=<name>", "rotten_tomatoes, the SuperGLUE and GLUE tasks, bigbench, roget, local"),
         ("trainer=<name>", "cpu, gpu, debug (two steps), ddp, fsdp, deepspeed"),
         ("method.prompt_length=20", "virtual tokens (prefix_length for prefix tuning)"),
         ("method.init=class_label", "random_uniform, sampled_vocab, class_label, text"),
