@@ -81,7 +81,7 @@ class MetaPromptTuning(MetaEvaluation, TrainableOnlyCheckpoints, L.LightningModu
         backbone_dropout: bool = False,
         batch_tasks: bool | str = "auto",
         max_batch_memory_gib: float | None = None,
-        eval_tasks_per_pass: int = 32,
+        eval_tasks_per_pass: int = 4,
         seed: int = 0,
     ) -> None:
         self.check_settings(arguments(locals()))

@@ -27,7 +27,7 @@ META_INIT = "meta"  # the meta-learned prompt, in meta-test results
 class MetaEvaluation:
     """Meta-validation and meta-test hooks of :class:`~promptlearn.meta.maml.MetaPromptTuning`."""
 
-    eval_tasks_per_pass = 32
+    eval_tasks_per_pass = 4
 
     def _meta_lr(self) -> torch.Tensor | float:
         return self.base_inner_lr if self.inner_lr is None else self.inner_lr.detach()
