@@ -6,28 +6,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from promptlearn.utils.paths import config_dir
 
+from hydra_presets import hydra_compose, sweep_axes
+
 LM_ADAPT = [f"t5_{size}_lm_adapt" for size in ("small", "base", "large", "xl", "xxl")]
 SUPERGLUE = ["boolq", "cb", "copa", "multirc", "record", "rte", "wic", "wsc"]
-
-
-def hydra_compose(*overrides: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose("train", overrides=list(overrides), return_hydra_config=True)
-
-
-def sweep_axes(experiment: str) -> dict[str, list[str]]:
-    params = hydra_compose(f"experiment={experiment}").hydra.sweeper.params
-    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
-    return {o.get_key_element(): list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()] for o in parsed}
 
 
 def sweep_jobs(experiment: str) -> list[list[str]]:

@@ -22,6 +22,8 @@ from promptlearn.lm_adaptation.prefix_lm import PrefixLMCollator, PrefixLMStream
 from promptlearn.cli.lm_adapt import lm_adapt
 from promptlearn.cli.train import train
 
+from hydra_presets import hydra_compose, sweep_axes
+
 CORPUS = Path(__file__).parents[1] / "fixtures" / "lm_adapt_corpus.txt"
 SPAN = 48
 
@@ -127,8 +129,6 @@ def test_lm_adaptation_lowers_held_out_loss_and_its_checkpoint_prompt_tunes(comp
     }),
 ])
 def test_pretraining_presets_pick_each_checkpoint_with_lesters_prompt_tuning(experiment, axis, expected):
-    from test_presets import hydra_compose, sweep_axes
-
     axes = sweep_axes(experiment)
     assert axes["t5_size"] == ["small", "base", "large", "xl", "xxl"] and sorted(axes[axis]) == sorted(expected)
     for value, (name, path, sentinel) in expected.items():
@@ -141,8 +141,6 @@ def test_pretraining_presets_pick_each_checkpoint_with_lesters_prompt_tuning(exp
 
 
 def test_t5_v1_1_model_configs_name_the_span_corruption_checkpoints():
-    from test_presets import hydra_compose
-
     for size in ("small", "base", "large", "xl", "xxl"):
         cfg = hydra_compose(f"model=t5_v1_1_{size}")
         assert cfg.model.name_or_path == f"google/t5-v1_1-{size}" and cfg.model.architecture == "seq2seq"

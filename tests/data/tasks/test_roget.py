@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 from promptlearn.data.tasks.roget import RogetTopics
 from promptlearn.utils.errors import ConfigError, DataError
-from tests.conftest import config_dir
+from promptlearn.utils.paths import config_dir
 
 ROWS = [
     "cat,ANIMALS INSECTS", "dog,ANIMALS INSECTS", "bass,ANIMALS INSECTS", "sea lion,ANIMALS INSECTS",
